@@ -1,0 +1,157 @@
+// A BlockDevice over a regular file or a block device node, using positional I/O on one shared
+// descriptor (so every NBD connection to an export sees the same data, and one fdatasync covers
+// all of them). The size is fixed at open and only changes through refreshSize(): a file never
+// grows because it was written past its end.
+import fs from 'node:fs';
+import { BlockError } from './errors.ts';
+import type { BlockDevice, DeviceCaps, WriteOptions, ZeroOptions } from './device.ts';
+
+const ZERO_CHUNK = Buffer.alloc(1 << 20);
+
+export interface FileDeviceOptions {
+  readOnly?: boolean;
+  /** Create the file with this size if it does not exist. */
+  createSize?: number;
+}
+
+function sysfsNumber(path: string): number | undefined {
+  try {
+    return Number(fs.readFileSync(path, 'utf8').trim());
+  } catch {
+    return undefined; // not present (e.g. a partition has no queue/ of its own)
+  }
+}
+
+function devNumbers(rdev: number): string {
+  // glibc's gnu_dev_major/minor encoding.
+  const major = ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
+  const minor = (rdev & 0xff) | ((rdev >>> 12) & ~0xff);
+  return `${major}:${minor}`;
+}
+
+/** Size and logical block size of an open descriptor, without ioctls (sysfs for block devices). */
+export function probeGeometry(fd: number): { size: number; blockSize: number; isBlockDevice: boolean } {
+  const st = fs.fstatSync(fd);
+  if (st.isFile()) return { size: st.size, blockSize: 512, isBlockDevice: false };
+  if (!st.isBlockDevice()) throw new BlockError('EINVAL', 'not a regular file or block device');
+  const base = `/sys/dev/block/${devNumbers(st.rdev)}`;
+  const sectors = sysfsNumber(`${base}/size`);
+  if (sectors === undefined) throw new BlockError('EIO', `cannot read ${base}/size`);
+  const blockSize = sysfsNumber(`${base}/queue/logical_block_size`) ?? sysfsNumber(`${base}/../queue/logical_block_size`) ?? 512;
+  return { size: sectors * 512, blockSize, isBlockDevice: true };
+}
+
+function pread(fd: number, buf: Uint8Array, pos: number, offset: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.read(fd, buf, pos, buf.length - pos, offset, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+function pwrite(fd: number, buf: Uint8Array, pos: number, length: number, offset: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.write(fd, buf, pos, length, offset, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+function fdatasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+export class FileDevice implements BlockDevice {
+  readonly path: string;
+  readonly readOnly: boolean;
+  readonly isBlockDevice: boolean;
+  readonly caps: DeviceCaps;
+  blockSize: number;
+  size: number;
+  private fd: number;
+
+  private constructor(path: string, fd: number, readOnly: boolean) {
+    this.path = path;
+    this.fd = fd;
+    this.readOnly = readOnly;
+    const geo = probeGeometry(fd);
+    this.size = geo.size;
+    this.blockSize = geo.blockSize;
+    this.isBlockDevice = geo.isBlockDevice;
+    this.caps = { flush: !readOnly, fua: !readOnly, trim: !readOnly, zero: !readOnly, fastZero: !readOnly };
+  }
+
+  /** Open synchronously (startup path); errors are Node system errors with a code. */
+  static open(path: string, opts: FileDeviceOptions = {}): FileDevice {
+    const readOnly = opts.readOnly ?? false;
+    let flags = readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR;
+    if (opts.createSize !== undefined) flags |= fs.constants.O_CREAT | fs.constants.O_EXCL;
+    const fd = fs.openSync(path, flags, 0o600);
+    try {
+      if (opts.createSize !== undefined) fs.ftruncateSync(fd, opts.createSize);
+      return new FileDevice(path, fd, readOnly);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+  }
+
+  /** Re-read the size (after the file or device was grown underneath). Returns the new size. */
+  refreshSize(): number {
+    this.size = probeGeometry(this.fd).size;
+    return this.size;
+  }
+
+  private checkRange(length: number, offset: number): void {
+    if (offset < 0 || length < 0 || offset + length > this.size) {
+      throw new BlockError('ENOSPC', `I/O beyond end of ${this.path}: ${offset}+${length} > ${this.size}`);
+    }
+  }
+
+  private checkWritable(): void {
+    if (this.readOnly) throw new BlockError('EPERM', `${this.path} is read-only`);
+  }
+
+  async read(buf: Uint8Array, offset: number): Promise<void> {
+    let pos = 0;
+    while (pos < buf.length) {
+      const n = await pread(this.fd, buf, pos, offset + pos);
+      if (n === 0) throw new BlockError('EIO', `short read from ${this.path} at ${offset + pos}`);
+      pos += n;
+    }
+  }
+
+  async write(buf: Uint8Array, offset: number, opts?: WriteOptions): Promise<void> {
+    this.checkWritable();
+    this.checkRange(buf.length, offset);
+    let pos = 0;
+    while (pos < buf.length) pos += await pwrite(this.fd, buf, pos, buf.length - pos, offset + pos);
+    if (opts?.fua) await fdatasync(this.fd);
+  }
+
+  async flush(): Promise<void> {
+    if (!this.readOnly) await fdatasync(this.fd);
+  }
+
+  async trim(length: number, offset: number, opts?: WriteOptions): Promise<void> {
+    // Node offers no fallocate(PUNCH_HOLE); a discard is a hint, so doing nothing is correct.
+    this.checkWritable();
+    this.checkRange(length, offset);
+    if (opts?.fua) await fdatasync(this.fd);
+  }
+
+  async zero(length: number, offset: number, opts?: ZeroOptions): Promise<void> {
+    this.checkWritable();
+    this.checkRange(length, offset);
+    if (opts?.fast) throw new BlockError('ENOTSUP', 'fast zeroing is not available for files');
+    let pos = 0;
+    while (pos < length) {
+      const n = Math.min(ZERO_CHUNK.length, length - pos);
+      pos += await pwrite(this.fd, ZERO_CHUNK, 0, n, offset + pos);
+    }
+    if (opts?.fua) await fdatasync(this.fd);
+  }
+
+  async close(): Promise<void> {
+    if (this.fd < 0) return;
+    const fd = this.fd;
+    this.fd = -1;
+    await new Promise<void>((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+  }
+}

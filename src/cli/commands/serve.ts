@@ -1,0 +1,3 @@
+// placeholder, replaced by the serve command
+import type { Command } from 'commander';
+export function register(_program: Command): void {}

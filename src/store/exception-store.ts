@@ -1,0 +1,50 @@
+// The exception-store contract (the equivalent of the kernel's dm_exception_store_type): the
+// durable map from origin chunks to COW chunks, kept inside the COW device itself. Two
+// implementations: persistent (P, PO; the kernel's on-disk format) and transient (N).
+// Data chunk I/O does not go through the store: callers read and write `cow` directly at
+// newChunk * chunkBytes; the store only allocates chunks and records exceptions.
+import type { BlockDevice } from '../block/device.ts';
+
+export type StoreKind = 'P' | 'PO' | 'N';
+
+/** valid: normal. invalid: all snapshot I/O fails (persisted for P/PO). overflow: PO only, writes fail, reads work (not persisted). */
+export type StoreState = 'valid' | 'invalid' | 'overflow';
+
+/** The numbers `dmsetup status` prints for a snapshot, in 512-byte sectors. */
+export interface StoreUsage {
+  allocatedSectors: number;
+  totalSectors: number;
+  metadataSectors: number;
+}
+
+export interface ExceptionStore {
+  readonly kind: StoreKind;
+  /** Chunk size in sectors (for an existing persistent store: the header's value). */
+  readonly chunkSectors: number;
+  /** Chunk size in bytes. */
+  readonly chunkBytes: number;
+  /** The COW device the data chunks live on. */
+  readonly cow: BlockDevice;
+  readonly state: StoreState;
+  /** Call `add` for every committed exception found on disk, in record order (nothing for N or an invalid store). */
+  load(add: (oldChunk: number, newChunk: number) => void): void;
+  /** Reserve the next free COW chunk (synchronous). Throws BlockError ENOSPC when the store is full. */
+  prepare(): number;
+  /**
+   * Record oldChunk -> newChunk (newChunk from prepare()). Resolves once the record is durable, and
+   * only after the chunk's data written before this call is durable too (group commit; records go
+   * to disk in allocation order). Rejects with BlockError EIO if the store is or becomes invalid.
+   */
+  commit(oldChunk: number, newChunk: number): Promise<void>;
+  /** Mark the store invalid for good (P/PO write valid=0 to the header); fails pending commits. */
+  invalidate(reason: string): Promise<void>;
+  /** PO only: enter the overflow state (snapshot writes fail; nothing written to disk). */
+  overflow(): void;
+  /** Re-read the COW size so that a grown COW becomes usable. Returns the size in bytes. */
+  resize(): number;
+  usage(): StoreUsage;
+  /** The info field of `dmsetup status`: "Invalid", "Overflow" or "<alloc>/<total> <metadata>". */
+  status(): string;
+  /** Wait for in-flight commits, then release the store (not the COW device). */
+  close(): Promise<void>;
+}
