@@ -1,0 +1,51 @@
+// The catalog schema as an ordered list of migrations. PRAGMA user_version records how many have
+// been applied; each runs in its own transaction together with the version bump, so a crash
+// leaves the database at one version or the next, never in between.
+import type { Database } from 'better-sqlite3';
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: origins and snapshots. `state` records a step in progress so that startup can finish or
+  // roll it back (see daemon/repair.ts). Names are unique across both tables and a path is used
+  // by at most one origin or snapshot: the triggers keep that true whatever the caller checked.
+  `
+  CREATE TABLE origins (
+    name       TEXT PRIMARY KEY,
+    path       TEXT NOT NULL UNIQUE,
+    size_bytes INTEGER NOT NULL CHECK (size_bytes >= 0),
+    state      TEXT NOT NULL CHECK (state IN ('ready', 'removing')),
+    created_at TEXT NOT NULL
+  ) STRICT;
+  CREATE TABLE snapshots (
+    name          TEXT PRIMARY KEY,
+    origin        TEXT NOT NULL REFERENCES origins(name),
+    cow_path      TEXT NOT NULL UNIQUE,
+    kind          TEXT NOT NULL CHECK (kind IN ('P', 'PO', 'N')),
+    chunk_sectors INTEGER NOT NULL CHECK (chunk_sectors > 0),
+    cow_created   INTEGER NOT NULL CHECK (cow_created IN (0, 1)),
+    state         TEXT NOT NULL CHECK (state IN ('creating', 'ready', 'removing')),
+    created_at    TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX snapshots_by_origin ON snapshots(origin);
+  CREATE TRIGGER origins_unique_across BEFORE INSERT ON origins
+    WHEN EXISTS (SELECT 1 FROM snapshots WHERE name = NEW.name OR cow_path = NEW.path)
+    BEGIN SELECT RAISE(ABORT, 'name or path already used by a snapshot'); END;
+  CREATE TRIGGER snapshots_unique_across BEFORE INSERT ON snapshots
+    WHEN EXISTS (SELECT 1 FROM origins WHERE name = NEW.name OR path = NEW.cow_path)
+    BEGIN SELECT RAISE(ABORT, 'name or path already used by an origin'); END;
+  `,
+];
+
+/** Apply every migration newer than the database's user_version. Returns the final version. */
+export function migrate(db: Database): number {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(`catalog schema version ${current} is newer than this nbdsnap (${MIGRATIONS.length})`);
+  }
+  for (let version = current; version < MIGRATIONS.length; version++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[version]);
+      db.pragma(`user_version = ${version + 1}`);
+    })();
+  }
+  return MIGRATIONS.length;
+}
