@@ -1,0 +1,124 @@
+// The `snapshot-origin` target: reads pass straight through to the origin device; a write first
+// makes sure every valid snapshot has a committed (durable) exception for every chunk it touches,
+// copying the original chunk into each snapshot's COW store where needed, and only then reaches
+// the origin. Origin writes never fail because of a snapshot: one that cannot preserve a chunk is
+// invalidated instead.
+//
+// The kernel splits origin writes at the smallest snapshot chunk size and runs each piece through
+// this check; here a write checks every chunk it touches in every snapshot (ascending chunk order,
+// so allocation order is the kernel's) and is written whole once all of them are preserved. The
+// effect on every device is the same.
+import type { BlockDevice, WriteOptions, ZeroOptions } from '../block/device.ts';
+import { BlockError } from '../block/errors.ts';
+import type { ExceptionStore } from '../store/exception-store.ts';
+import { silentLogger, type Logger } from '../log.ts';
+import { Snapshot } from './snapshot.ts';
+import { WriteGate } from './write-gate.ts';
+import { SNAPSHOT_CAPS, writeZeroes } from './zero-write.ts';
+
+export interface SnapshotOriginOptions {
+  logger?: Logger;
+}
+
+export class SnapshotOrigin implements BlockDevice {
+  /** The real origin device (the kernel's `-real` linear device). */
+  readonly next: BlockDevice;
+  readonly readOnly = false;
+  readonly caps = SNAPSHOT_CAPS;
+  private active: Snapshot[] = [];
+  private readonly gate = new WriteGate();
+  private readonly log: Logger;
+
+  constructor(next: BlockDevice, opts: SnapshotOriginOptions = {}) {
+    this.next = next;
+    this.log = opts.logger ?? silentLogger();
+  }
+
+  get size(): number {
+    return this.next.size;
+  }
+
+  get blockSize(): number {
+    return this.next.blockSize;
+  }
+
+  get snapshots(): readonly Snapshot[] {
+    return this.active;
+  }
+
+  /**
+   * Activate a snapshot backed by `store` at this moment: its exceptions are loaded, origin writes
+   * in flight are drained and flushed, and every origin write acknowledged from now on is
+   * preserved in it. Writes acknowledged before are in its image.
+   */
+  async createSnapshot(store: ExceptionStore, opts: { logger?: Logger } = {}): Promise<Snapshot> {
+    const snapshot = new Snapshot(this.next, store, this.next.size, { logger: opts.logger ?? this.log });
+    const reopen = await this.gate.close();
+    try {
+      await this.next.flush();
+      // Largest chunk first, as the kernel visits them.
+      this.active = [...this.active, snapshot].sort((a, b) => b.chunkBytes - a.chunkBytes);
+    } finally {
+      reopen();
+    }
+    return snapshot;
+  }
+
+  /** Stop preserving chunks for `snapshot`, wait for its exceptions in flight, close its store and COW. */
+  async removeSnapshot(snapshot: Snapshot): Promise<void> {
+    if (!this.active.includes(snapshot)) throw new BlockError('EINVAL', 'not a snapshot of this origin');
+    this.active = this.active.filter((s) => s !== snapshot);
+    await snapshot.close();
+  }
+
+  read(buf: Uint8Array, offset: number): Promise<void> {
+    return this.next.read(buf, offset);
+  }
+
+  async write(buf: Uint8Array, offset: number, opts?: WriteOptions): Promise<void> {
+    const wait = this.gate.enter();
+    if (wait) await wait;
+    try {
+      const preserving = this.preserveRange(offset, buf.length);
+      if (preserving.length > 0) await Promise.all(preserving);
+      await this.next.write(buf, offset, opts);
+    } finally {
+      this.gate.leave();
+    }
+  }
+
+  flush(): Promise<void> {
+    return this.next.flush();
+  }
+
+  async trim(): Promise<void> {
+    throw new BlockError('ENOTSUP', 'the origin does not support discard (it would bypass copy-on-write)');
+  }
+
+  async zero(length: number, offset: number, opts?: ZeroOptions): Promise<void> {
+    if (opts?.fast) throw new BlockError('ENOTSUP', 'origin zeroing is a copy-on-write write');
+    await writeZeroes((b, o, w) => this.write(b, o, w), length, offset, opts);
+  }
+
+  /** Close the origin device; every snapshot must have been removed first. */
+  async close(): Promise<void> {
+    if (this.active.length > 0) throw new BlockError('EINVAL', 'origin still has snapshots');
+    await this.next.close();
+  }
+
+  /** Start (or join) the exceptions the write needs; the promises settle when each is done. */
+  private preserveRange(offset: number, length: number): Promise<void>[] {
+    const waits: Promise<void>[] = [];
+    for (const snap of this.active) {
+      const end = Math.min(offset + length, snap.size);
+      if (offset >= end) continue; // a snapshot shorter than the origin ignores writes past its end
+      const cb = snap.chunkBytes;
+      const last = Math.floor((end - 1) / cb);
+      for (let chunk = Math.floor(offset / cb); chunk <= last; chunk++) {
+        const wait = snap.preserve(chunk);
+        if (wait) waits.push(wait);
+      }
+    }
+    return waits;
+  }
+}

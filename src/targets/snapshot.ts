@@ -1,0 +1,239 @@
+// The `snapshot` target: a writable device showing the origin as it was when the snapshot was
+// activated, plus the snapshot's own writes. Design notes (after the kernel's dm-snap.c):
+//
+// - Chunk c of the snapshot lives in the COW store if the store has an exception for c, else it
+//   is still the origin's chunk c. Reads go to one or the other; writes only ever go to the COW.
+// - An exception is made by allocating a COW chunk (store.prepare, synchronous, so allocation
+//   order is request order), filling it (copying the origin chunk, or a snapshot write that covers
+//   the whole chunk), committing it (durable), inserting it in the table, and waiting until no
+//   snapshot read is still reading the origin chunk. Only then is it released: origin writes
+//   blocked on it may overwrite the origin chunk, and parked snapshot writes go to the COW.
+// - One pending exception per chunk: origin writes and snapshot writes racing on a chunk join it,
+//   so no chunk ever gets two COW chunks. Lookups check pending before complete for origin writes,
+//   so the origin chunk stays untouched until the pending exception is gone.
+// - Invalid (full non-PO store, I/O error): every snapshot I/O fails with EIO, origin writes skip
+//   the snapshot. Overflow (PO full from a snapshot write): reads work, all writes fail.
+import type { BlockDevice, WriteOptions, ZeroOptions } from '../block/device.ts';
+import { BlockError, isBlockError } from '../block/errors.ts';
+import { splitByUnit } from '../block/ranges.ts';
+import type { ExceptionStore } from '../store/exception-store.ts';
+import { ExceptionTable } from '../store/exception-table.ts';
+import { silentLogger, type Logger } from '../log.ts';
+import { ChunkTracker } from './chunk-tracker.ts';
+import { newPendingException, type PendingException } from './pending-exception.ts';
+import { SNAPSHOT_CAPS, writeZeroes } from './zero-write.ts';
+
+export interface SnapshotOptions {
+  logger?: Logger;
+}
+
+/** Who asked for an exception: it decides what a full PO store does (overflow vs invalidate). */
+type Cause = 'origin' | 'snapshot';
+
+export class Snapshot implements BlockDevice {
+  readonly store: ExceptionStore;
+  readonly size: number;
+  readonly blockSize: number;
+  readonly readOnly = false;
+  readonly caps = SNAPSHOT_CAPS;
+  readonly chunkBytes: number;
+  private readonly source: BlockDevice;
+  private readonly table: ExceptionTable;
+  private readonly pending = new Map<number, PendingException>();
+  private readonly tracked = new ChunkTracker();
+  private readonly log: Logger;
+  private closed = false;
+
+  /** `source` is the origin's underlying device; `size` the snapshot's length (the origin's at creation). */
+  constructor(source: BlockDevice, store: ExceptionStore, size: number, opts: SnapshotOptions = {}) {
+    this.source = source;
+    this.store = store;
+    this.size = size;
+    this.blockSize = Math.max(source.blockSize, store.cow.blockSize);
+    this.chunkBytes = store.chunkBytes;
+    this.log = opts.logger ?? silentLogger();
+    this.table = new ExceptionTable();
+    store.load((oldChunk, newChunk) => this.table.insert(oldChunk, newChunk));
+  }
+
+  /** Number of completed exceptions. */
+  get exceptionCount(): number {
+    return this.table.size;
+  }
+
+  /** The info field of `dmsetup status` for this snapshot. */
+  status(): string {
+    return this.store.status();
+  }
+
+  get valid(): boolean {
+    return this.store.state !== 'invalid' && !this.closed;
+  }
+
+  // ---- called by the snapshot-origin for each chunk an origin write touches
+
+  /** Ensure `chunk` is preserved before the origin overwrites it. Undefined: nothing to wait for. */
+  preserve(chunk: number): Promise<void> | undefined {
+    if (!this.valid) return undefined;
+    const pe = this.pending.get(chunk);
+    if (pe) return pe.settled;
+    if (this.table.lookup(chunk) >= 0) return undefined;
+    const created = this.allocate(chunk, 'origin');
+    if (!created) return undefined;
+    void this.complete(created, () => this.copyFromOrigin(created));
+    return created.settled;
+  }
+
+  // ---- BlockDevice
+
+  async read(buf: Uint8Array, offset: number): Promise<void> {
+    this.checkUsable();
+    const cb = this.chunkBytes;
+    if (Math.floor(offset / cb) === Math.floor((offset + buf.length - 1) / cb)) {
+      return this.readPiece(buf, Math.floor(offset / cb), offset % cb);
+    }
+    const parts: Promise<void>[] = [];
+    for (const p of splitByUnit(offset, buf.length, cb)) {
+      parts.push(this.readPiece(buf.subarray(p.bufOffset, p.bufOffset + p.length), Math.floor(p.offset / cb), p.offset % cb));
+    }
+    await Promise.all(parts);
+  }
+
+  async write(buf: Uint8Array, offset: number, opts?: WriteOptions): Promise<void> {
+    this.checkWritable();
+    const cb = this.chunkBytes;
+    // Every piece is allocated synchronously, in ascending chunk order, before anything waits.
+    const parts: Promise<void>[] = [];
+    for (const p of splitByUnit(offset, buf.length, cb)) {
+      parts.push(this.writePiece(buf.subarray(p.bufOffset, p.bufOffset + p.length), Math.floor(p.offset / cb), p.offset % cb, opts));
+    }
+    await Promise.all(parts);
+  }
+
+  /** An empty flush goes to the COW only (exceptions are already durable when acknowledged). */
+  async flush(): Promise<void> {
+    this.checkUsable();
+    await this.store.cow.flush();
+  }
+
+  async trim(): Promise<void> {
+    throw new BlockError('ENOTSUP', 'snapshots do not support discard');
+  }
+
+  async zero(length: number, offset: number, opts?: ZeroOptions): Promise<void> {
+    if (opts?.fast) throw new BlockError('ENOTSUP', 'snapshot zeroing is a copy-on-write write');
+    await writeZeroes((b, o, w) => this.write(b, o, w), length, offset, opts);
+  }
+
+  /** Wait for exceptions in flight, then close the store and its COW device. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.pending.values()].map((pe) => pe.settled));
+    await this.store.close();
+    await this.store.cow.close();
+  }
+
+  // ---- internals
+
+  private checkUsable(): void {
+    if (this.closed) throw new BlockError('EIO', 'snapshot is closed');
+    if (this.store.state === 'invalid') throw new BlockError('EIO', 'snapshot is invalid');
+  }
+
+  private checkWritable(): void {
+    this.checkUsable();
+    if (this.store.state === 'overflow') throw new BlockError('EIO', 'snapshot overflowed (PO store full)');
+  }
+
+  private async readPiece(buf: Uint8Array, chunk: number, within: number): Promise<void> {
+    const newChunk = this.table.lookup(chunk);
+    if (newChunk >= 0) return this.store.cow.read(buf, newChunk * this.chunkBytes + within);
+    this.tracked.add(chunk);
+    try {
+      await this.source.read(buf, chunk * this.chunkBytes + within);
+    } finally {
+      this.tracked.remove(chunk);
+    }
+  }
+
+  private async writePiece(data: Uint8Array, chunk: number, within: number, opts?: WriteOptions): Promise<void> {
+    const cb = this.chunkBytes;
+    const mapped = this.table.lookup(chunk);
+    if (mapped >= 0) return this.store.cow.write(data, mapped * cb + within, opts);
+    let pe = this.pending.get(chunk);
+    if (!pe) {
+      const created = this.allocate(chunk, 'snapshot');
+      if (!created) throw new BlockError('EIO', `snapshot ${this.store.state}: no room for chunk ${chunk}`);
+      if (within === 0 && data.length === cb) {
+        // Whole-chunk write: it is the chunk's data, no copy from the origin.
+        const fill = () => this.store.cow.write(data, created.newChunk * cb);
+        void this.complete(created, fill);
+        return created.done;
+      }
+      void this.complete(created, () => this.copyFromOrigin(created));
+      pe = created;
+    }
+    await pe.done;
+    this.checkWritable();
+    await this.store.cow.write(data, pe.newChunk * cb + within, opts);
+  }
+
+  /** Allocate a COW chunk for `chunk`; on a full store, overflow (PO, snapshot write) or invalidate. */
+  private allocate(chunk: number, cause: Cause): PendingException | undefined {
+    let newChunk: number;
+    try {
+      newChunk = this.store.prepare();
+    } catch (err) {
+      if (!isBlockError(err) || err.errno !== 'ENOSPC') throw err;
+      if (cause === 'snapshot' && this.store.kind === 'PO') {
+        this.log.warn('COW store full: snapshot overflowed');
+        this.store.overflow();
+      } else {
+        void this.invalidate('COW store full');
+      }
+      return undefined;
+    }
+    const pe = newPendingException(chunk, newChunk);
+    this.pending.set(chunk, pe);
+    return pe;
+  }
+
+  /** Fill, commit, publish, drain tracked reads, release waiters. Never throws. */
+  private async complete(pe: PendingException, fill: () => Promise<void>): Promise<void> {
+    try {
+      await fill();
+      await this.store.commit(pe.oldChunk, pe.newChunk);
+      this.table.insert(pe.oldChunk, pe.newChunk);
+      const reads = this.tracked.drained(pe.oldChunk);
+      if (reads) await reads;
+      pe.resolve();
+    } catch (err) {
+      await this.invalidate(`exception for chunk ${pe.oldChunk} failed: ${(err as Error).message}`);
+      pe.reject(new BlockError('EIO', 'snapshot invalidated', { cause: err }));
+    } finally {
+      this.pending.delete(pe.oldChunk);
+    }
+  }
+
+  private async copyFromOrigin(pe: PendingException): Promise<void> {
+    const cb = this.chunkBytes;
+    const start = pe.oldChunk * cb;
+    const length = Math.min(cb, this.source.size - start);
+    const buf = Buffer.allocUnsafe(length);
+    await this.source.read(buf, start);
+    await this.store.cow.write(buf, pe.newChunk * cb);
+  }
+
+  /** Invalidate the snapshot for good (idempotent; persisted by P/PO stores). */
+  async invalidate(reason: string): Promise<void> {
+    if (this.store.state === 'invalid') return;
+    this.log.error({ reason }, 'invalidating snapshot');
+    try {
+      await this.store.invalidate(reason);
+    } catch (err) {
+      // The header could not be written; the store is still invalid in memory, which is what matters now.
+      this.log.error({ err }, 'could not persist snapshot invalidation');
+    }
+  }
+}
