@@ -1,3 +1,98 @@
-// placeholder, replaced by the serve command
+// `nbdsnap serve PATH --socket SOCK`: a foreground NBD server for one file or block device
+// (a "linear" export), like `nbdkit file` or `qemu-nbd`. Runs until SIGINT/SIGTERM.
 import type { Command } from 'commander';
-export function register(_program: Command): void {}
+import { FileDevice } from '../../block/file-device.ts';
+import { createLogger } from '../../log.ts';
+import { staticExports, type NbdExport } from '../../nbd/exports.ts';
+import { NbdServer } from '../../nbd/server.ts';
+import { CliError, ExitCode } from '../errors.ts';
+
+export interface ServeOptions {
+  socket: string;
+  name?: string;
+  readOnly?: boolean;
+  listen?: string;
+}
+
+/** Parse `PORT`, `HOST:PORT` or `[V6]:PORT`; the host defaults to 127.0.0.1. */
+export function parseListen(spec: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]:|([^:[\]]+):)?(\d{1,5})$/.exec(spec);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) throw new CliError(`invalid --listen ${JSON.stringify(spec)}: expected [HOST:]PORT`, ExitCode.USAGE);
+  return { host: match[1] ?? match[2] ?? '127.0.0.1', port };
+}
+
+function openDevice(path: string, readOnly: boolean): FileDevice {
+  try {
+    return FileDevice.open(path, { readOnly });
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new CliError(`cannot open ${path}: ${reason}`, ExitCode.NOT_FOUND, { cause: err });
+  }
+}
+
+function waitForSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: string): void => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+async function listen(server: NbdServer, opts: ServeOptions): Promise<void> {
+  try {
+    await server.listenUnix(opts.socket);
+    if (opts.listen !== undefined) {
+      const { host, port } = parseListen(opts.listen);
+      await server.listenTcp(host, port);
+    }
+  } catch (err) {
+    await server.close();
+    if (err instanceof CliError) throw err;
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new CliError(`cannot listen: ${reason}`, ExitCode.FAILURE, { cause: err });
+  }
+}
+
+/** Serve `path` until a signal arrives, then shut down cleanly. */
+export async function serve(path: string, opts: ServeOptions): Promise<void> {
+  // Device I/O runs on libuv's threadpool; size it before the first asynchronous fs call.
+  process.env.UV_THREADPOOL_SIZE ??= '16';
+  if (opts.listen !== undefined) parseListen(opts.listen); // reject a bad address before opening anything
+  const device = openDevice(path, opts.readOnly ?? false);
+  const logger = createLogger();
+  const exports: NbdExport[] = [{ name: '', device, readOnly: opts.readOnly }];
+  if (opts.name) exports.push({ name: opts.name, device, readOnly: opts.readOnly });
+  const server = new NbdServer({ exports: staticExports(exports), logger });
+  try {
+    await listen(server, opts);
+    logger.info({ path, size: device.size, name: opts.name ?? '' }, 'serving');
+    const signal = await waitForSignal();
+    logger.info({ signal }, 'shutting down');
+    await server.close();
+  } finally {
+    await device.close();
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command('serve')
+    .summary('serve a file or block device over NBD (foreground)')
+    .description(
+      'Serve PATH (a regular file or a block device) over NBD until SIGINT/SIGTERM, like `nbdkit file`.\n' +
+        'It is the default export ("") and, with --name, also the export NAME. All connections share one\n' +
+        'descriptor, so multi-conn clients are safe; FLUSH and FUA use fdatasync. Logs go to stderr.',
+    )
+    .argument('<path>', 'file or block device to serve')
+    .requiredOption('--socket <path>', 'Unix socket to listen on (created 0600; a stale socket is replaced)')
+    .option('--name <name>', 'also serve the device under this export name')
+    .option('--read-only', 'refuse writes (READ_ONLY flag; writes get EPERM)')
+    .option('--listen <[host:]port>', 'also listen on TCP (host defaults to 127.0.0.1; [::1]:PORT for IPv6)')
+    .addHelpText('after', '\nExample:\n  nbdsnap serve disk.img --socket /tmp/disk.sock &\n  nbdinfo "nbd+unix:///?socket=/tmp/disk.sock"\n')
+    .action(async (path: string, opts: ServeOptions) => serve(path, opts));
+}

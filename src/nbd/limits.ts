@@ -1,0 +1,43 @@
+// Server limits: what one client may cost in memory and time. All sizes in bytes.
+
+export interface NbdLimits {
+  /** Option data above this gets ERR_TOO_BIG (drained) or, above hardOptionLength, a disconnect. */
+  maxOptionLength: number;
+  /** Option data above this closes the connection without reading it. */
+  hardOptionLength: number;
+  /** Longest export name or metadata query string (the spec's MUST limit). */
+  maxStringLength: number;
+  /** Options one connection may send before it is disconnected (LIST adds 2 per export). */
+  maxOptions: number;
+  /** The whole handshake must finish within this many milliseconds. */
+  handshakeTimeoutMs: number;
+  /** Largest READ/WRITE payload; advertised as the BLOCK_SIZE maximum. */
+  maxPayload: number;
+  /** Stop parsing requests while this many payload bytes are in flight on a connection. */
+  maxInflightBytes: number;
+  /** Stop parsing requests while this many requests are in flight on a connection. */
+  maxInflightRequests: number;
+  /** During close(), how long idle connections may still send one option or request. */
+  shutdownGraceMs: number;
+}
+
+export const DEFAULT_LIMITS: NbdLimits = {
+  maxOptionLength: 64 * 1024,
+  hardOptionLength: 1024 * 1024,
+  maxStringLength: 4096,
+  maxOptions: 32,
+  handshakeTimeoutMs: 30_000,
+  maxPayload: 32 * 1024 * 1024,
+  maxInflightBytes: 64 * 1024 * 1024,
+  maxInflightRequests: 256,
+  shutdownGraceMs: 1000,
+};
+
+export function resolveLimits(partial: Partial<NbdLimits> = {}): NbdLimits {
+  return { ...DEFAULT_LIMITS, ...partial };
+}
+
+/** BLOCK_SIZE info: minimum, preferred, maximum. */
+export function blockSizes(limits: NbdLimits): [number, number, number] {
+  return [1, 4096, limits.maxPayload];
+}

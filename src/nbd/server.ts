@@ -1,0 +1,125 @@
+// The NBD server: listens on Unix sockets (0600, stale socket replaced) and optionally TCP
+// (TCP_NODELAY), and runs one NbdConnection per accepted socket. close() stops accepting,
+// lets connections finish what is in flight, and removes the socket files.
+import fs from 'node:fs';
+import net from 'node:net';
+import { NbdConnection } from './connection.ts';
+import type { ExportProvider } from './exports.ts';
+import { resolveLimits, type NbdLimits } from './limits.ts';
+import { silentLogger, type Logger } from '../log.ts';
+
+export interface NbdServerOptions {
+  exports: ExportProvider;
+  logger?: Logger;
+  limits?: Partial<NbdLimits>;
+}
+
+/** Remove `path` if it is a socket nobody answers on; refuse to touch anything else. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(path);
+  } catch {
+    return; // nothing there
+  }
+  if (!st.isSocket()) throw Object.assign(new Error(`${path} exists and is not a socket`), { code: 'EEXIST' });
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(path);
+    probe.once('connect', () => (probe.destroy(), resolve(true)));
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw Object.assign(new Error(`${path} is in use by a running server`), { code: 'EADDRINUSE' });
+  fs.unlinkSync(path);
+}
+
+export class NbdServer {
+  private readonly exports: ExportProvider;
+  private readonly logger: Logger;
+  private readonly limits: NbdLimits;
+  private readonly listeners: { server: net.Server; unixPath?: string }[] = [];
+  private readonly connections = new Set<NbdConnection>();
+  private closing = false;
+  private nextId = 1;
+
+  constructor(opts: NbdServerOptions) {
+    this.exports = opts.exports;
+    this.logger = opts.logger ?? silentLogger();
+    this.limits = resolveLimits(opts.limits);
+  }
+
+  /** Listen on a Unix socket created with mode 0600; a stale socket file is replaced. */
+  async listenUnix(path: string): Promise<void> {
+    await removeStaleSocket(path);
+    const server = this.createServer();
+    const listening = new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.once('listening', () => (server.off('error', reject), resolve()));
+    });
+    // bind() happens synchronously inside listen(), so the umask is restored before any await.
+    const oldMask = process.umask(0o177);
+    try {
+      server.listen(path);
+    } finally {
+      process.umask(oldMask);
+    }
+    await listening;
+    fs.chmodSync(path, 0o600);
+    this.listeners.push({ server, unixPath: path });
+    this.logger.info({ socket: path }, 'listening on unix socket');
+  }
+
+  /** Listen on TCP; port 0 picks a free port. Resolves with the bound address. */
+  async listenTcp(host: string, port: number): Promise<{ host: string; port: number }> {
+    const server = this.createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => (server.off('error', reject), resolve()));
+    });
+    this.listeners.push({ server });
+    const addr = server.address() as net.AddressInfo;
+    this.logger.info({ host: addr.address, port: addr.port }, 'listening on tcp');
+    return { host: addr.address, port: addr.port };
+  }
+
+  /** Live transmission-phase connections to the export negotiated under `exportName`. */
+  connectionCount(exportName: string): number {
+    let count = 0;
+    for (const conn of this.connections) if (conn.exportName === exportName) count++;
+    return count;
+  }
+
+  /** Finish in-flight requests on, then close, every connection to `exportName`. */
+  async disconnectExport(exportName: string): Promise<void> {
+    const matching = [...this.connections].filter((conn) => conn.exportName === exportName);
+    for (const conn of matching) conn.shutdown();
+    await Promise.all(matching.map((conn) => conn.closed));
+  }
+
+  /** Stop accepting, refuse new options with ERR_SHUTDOWN, answer in-flight requests, close all. */
+  async close(): Promise<void> {
+    this.closing = true;
+    const stopped = this.listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
+    for (const { unixPath } of this.listeners) if (unixPath) fs.rmSync(unixPath, { force: true });
+    for (const conn of this.connections) conn.shutdown();
+    await Promise.all([...stopped, ...[...this.connections].map((conn) => conn.closed)]);
+    this.listeners.length = 0;
+  }
+
+  private createServer(): net.Server {
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 1 << 20 });
+    server.on('connection', (socket) => this.accept(socket));
+    server.on('error', (err) => this.logger.error({ err }, 'listener error'));
+    return server;
+  }
+
+  private accept(socket: net.Socket): void {
+    const id = this.nextId++;
+    const logger = this.logger.child({ conn: id });
+    if (this.closing) return void socket.destroy();
+    const conn = new NbdConnection(socket, { exports: this.exports, limits: this.limits, logger, shuttingDown: () => this.closing }, logger);
+    this.connections.add(conn);
+    void conn.closed.then(() => this.connections.delete(conn));
+    logger.debug({ remote: socket.remoteAddress ?? 'unix' }, 'connection accepted');
+    conn.start();
+  }
+}

@@ -1,0 +1,154 @@
+// The transmission phase of one connection. Requests are parsed as bytes arrive and run
+// concurrently; each reply is one buffer written whole, so replies go out in completion order
+// and are never interleaved. Flow control: parsing stops (and the socket is paused) while too
+// many requests or bytes are in flight or the socket's send buffer is full, so a client that
+// never reads cannot make the server buffer more than about maxInflightBytes.
+import type { Socket } from 'node:net';
+import type { ByteQueue } from './byte-queue.ts';
+import { encodeErrorChunk, encodeSimpleReply, type Request } from './codec.ts';
+import { COMMAND_HANDLERS, needsStructuredError, type CommandTarget } from './commands.ts';
+import { NbdError, ProtocolError, errorMessage, toNbdErrno } from './errno.ts';
+import type { Negotiated } from './handshake.ts';
+import type { NbdLimits } from './limits.ts';
+import { RequestReader, type ReaderItem } from './request-reader.ts';
+import { validateRequest } from './validate.ts';
+import { Cmd, cmdName } from './wire.ts';
+import type { BlockDevice } from '../block/device.ts';
+import type { Logger } from '../log.ts';
+
+/** Why the session stopped taking new requests. */
+type Stop = 'running' | 'disc' | 'eof' | 'shutdown';
+
+export class TransmissionSession implements CommandTarget {
+  readonly device: BlockDevice;
+  readonly structured: boolean;
+  readonly negotiated: Negotiated;
+  private readonly socket: Socket;
+  private readonly queue: ByteQueue;
+  private readonly reader: RequestReader;
+  private readonly limits: NbdLimits;
+  private readonly logger: Logger;
+  private inflightRequests = 0;
+  private inflightBytes = 0;
+  private stop: Stop = 'running';
+  private dead = false;
+  private finished = false;
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
+
+  constructor(socket: Socket, queue: ByteQueue, negotiated: Negotiated, limits: NbdLimits, logger: Logger) {
+    this.socket = socket;
+    this.queue = queue;
+    this.negotiated = negotiated;
+    this.device = negotiated.export.device;
+    this.structured = negotiated.structured;
+    this.limits = limits;
+    this.logger = logger;
+    const ctx = { size: negotiated.size, flags: negotiated.flags, baseAllocation: negotiated.baseAllocation, maxPayload: limits.maxPayload };
+    this.reader = new RequestReader(queue, (req) => validateRequest(req, ctx));
+  }
+
+  /** Parse and start every complete request the flow limits allow. Call after new bytes or completions. */
+  pump(): void {
+    if (this.dead || this.finished) return;
+    try {
+      while (this.stop !== 'disc' && !this.blocked()) {
+        const item = this.reader.next();
+        if (!item) break;
+        this.dispatch(item);
+      }
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.logger.warn(`protocol violation, closing connection: ${err.message}`);
+      this.kill();
+      return;
+    }
+    this.updateFlow();
+    this.maybeFinish();
+  }
+
+  /** The client closed its sending side. A partial request is dropped; in-flight ones finish. */
+  onEnd(): void {
+    if (this.reader.midRequest) this.logger.info('client closed the connection in the middle of a request');
+    if (this.stop === 'running') this.stop = 'eof';
+    this.maybeFinish();
+  }
+
+  /** Server shutdown / export removal: finish in-flight requests, refuse new ones with ESHUTDOWN, close. */
+  shutdown(): void {
+    if (this.stop === 'running' || this.stop === 'eof') this.stop = 'shutdown';
+    this.pump();
+  }
+
+  /** Close at once, dropping replies (protocol violations, socket errors). */
+  kill(): void {
+    this.dead = true;
+    this.socket.destroy();
+  }
+
+  send(buf: Buffer): void {
+    if (this.dead) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      setImmediate(this.uncork);
+    }
+    this.socket.write(buf);
+  }
+
+  private blocked(): boolean {
+    return this.inflightBytes >= this.limits.maxInflightBytes
+      || this.inflightRequests >= this.limits.maxInflightRequests
+      || this.socket.writableLength >= this.limits.maxInflightBytes;
+  }
+
+  private updateFlow(): void {
+    const wantPaused = this.stop !== 'running' || this.blocked();
+    if (wantPaused && !this.socket.isPaused()) this.socket.pause();
+    else if (!wantPaused && this.socket.isPaused()) this.socket.resume();
+  }
+
+  private dispatch(item: ReaderItem): void {
+    const { req } = item;
+    if (item.error) return this.replyError(req, item.error);
+    if (req.type === Cmd.DISC) {
+      this.stop = 'disc';
+      return;
+    }
+    if (this.stop === 'shutdown') return this.replyError(req, new NbdError('ESHUTDOWN', 'server is shutting down'));
+    const cost = req.type === Cmd.READ || req.type === Cmd.WRITE ? req.length : 0;
+    this.inflightRequests++;
+    this.inflightBytes += cost;
+    const done = (): void => {
+      this.inflightRequests--;
+      this.inflightBytes -= cost;
+      this.pump();
+    };
+    try {
+      const result = COMMAND_HANDLERS[req.type](this, req, item.payload);
+      if (result) result.then(done, (err: unknown) => { this.replyError(req, err); done(); });
+      else done();
+    } catch (err) {
+      this.replyError(req, err);
+      done();
+    }
+  }
+
+  private replyError(req: Request, err: unknown): void {
+    const errno = toNbdErrno(err, req.flags, this.logger);
+    if (err instanceof NbdError) this.logger.debug(`${cmdName(req.type)} rejected: ${err.message}`);
+    if (this.structured && needsStructuredError(req.type)) this.send(encodeErrorChunk(req.cookie, errno, errorMessage(err)));
+    else this.send(encodeSimpleReply(errno, req.cookie));
+  }
+
+  /** Once stopped and idle: flush the replies and close our side. */
+  private maybeFinish(): void {
+    if (this.dead || this.finished || this.stop === 'running' || this.inflightRequests > 0) return;
+    this.finished = true;
+    if (this.corked) this.uncork();
+    this.socket.end(() => this.socket.destroy());
+  }
+}
