@@ -26,7 +26,12 @@ export interface ExceptionStore {
   /** The COW device the data chunks live on. */
   readonly cow: BlockDevice;
   readonly state: StoreState;
-  /** Call `add` for every committed exception found on disk, in record order (nothing for N or an invalid store). */
+  /** How many exceptions load() will deliver (size the ExceptionTable with it). 0 for N and invalid stores. */
+  readonly recordCount: number;
+  /**
+   * Call `add` for every committed exception found on disk, in record order (nothing for N or an
+   * invalid store). Synchronous: openStore already read the areas. Call it once, before committing.
+   */
   load(add: (oldChunk: number, newChunk: number) => void): void;
   /** Reserve the next free COW chunk (synchronous). Throws BlockError ENOSPC when the store is full. */
   prepare(): number;
