@@ -8,6 +8,8 @@ export const ExitCode = {
   BUSY: 5,
   DAEMON_UNREACHABLE: 6,
   INVALID: 7,
+  /** An external tool (nbd-client) failed or is missing. */
+  TOOL_FAILED: 8,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 

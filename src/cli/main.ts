@@ -3,14 +3,41 @@
 import { Command, CommanderError } from 'commander';
 import { CliError, ExitCode } from './errors.ts';
 import { register as registerServe } from './commands/serve.ts';
+import { register as registerDaemon } from './commands/daemon.ts';
+import { register as registerOriginAdd } from './commands/origin-add.ts';
+import { register as registerOriginRemove } from './commands/origin-remove.ts';
+import { register as registerOriginList } from './commands/origin-list.ts';
+import { register as registerSnapshotCreate } from './commands/snapshot-create.ts';
+import { register as registerSnapshotRemove } from './commands/snapshot-remove.ts';
+import { register as registerSnapshotList } from './commands/snapshot-list.ts';
+import { register as registerStatus } from './commands/status.ts';
+import { register as registerTable } from './commands/table.ts';
+import { register as registerAttach } from './commands/attach.ts';
+import { register as registerDetach } from './commands/detach.ts';
+
+const EXIT_CODES_HELP = `
+Exit codes:
+  0 ok                       4 already exists (name, path or COW file)
+  1 failure                  5 busy (snapshots or connected clients; see --force)
+  2 usage (bad arguments)    6 daemon unreachable (not running? --control / $NBDSNAP_CONTROL)
+  3 no such origin/snapshot  7 invalid value (name, size, chunk size, path)
+                             8 nbd-client failed or missing
+Client commands find the daemon at --control PATH, $NBDSNAP_CONTROL, or <data-dir>/control.sock.`;
 
 export function buildProgram(): Command {
   const program = new Command('nbdsnap')
     .description('Userspace device-mapper snapshots (snapshot-origin and snapshot) served over NBD')
     .version('0.1.0')
     .exitOverride()
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', EXIT_CODES_HELP);
   registerServe(program);
+  registerDaemon(program);
+  const origin = program.command('origin').description('add, remove and list origins');
+  for (const register of [registerOriginAdd, registerOriginRemove, registerOriginList]) register(origin);
+  const snapshot = program.command('snapshot').description('create, remove and list snapshots');
+  for (const register of [registerSnapshotCreate, registerSnapshotRemove, registerSnapshotList]) register(snapshot);
+  for (const register of [registerStatus, registerTable, registerAttach, registerDetach]) register(program);
   return program;
 }
 

@@ -1,0 +1,61 @@
+// nbdsnap daemon: run the daemon in the foreground (one process serves every origin and snapshot).
+import type { Command } from 'commander';
+import { CliError, ExitCode } from '../errors.ts';
+
+interface DaemonFlags {
+  dataDir?: string;
+  socket?: string;
+  control?: string;
+  listen?: string;
+  logLevel?: string;
+  config?: string;
+}
+
+const HELP = `
+Defaults (no root or config file needed):
+  data dir        $NBDSNAP_DATA_DIR, else /var/lib/nbdsnap for root, else $XDG_STATE_HOME/nbdsnap
+                  or ~/.local/state/nbdsnap; holds catalog.db, cow/ (COW files made by --size)
+  NBD socket      <data-dir>/nbd.sock        ($NBDSNAP_SOCKET)
+  control socket  <data-dir>/control.sock    ($NBDSNAP_CONTROL), mode 0600
+  TCP             off; --listen PORT binds 127.0.0.1 ($NBDSNAP_LISTEN). No TLS yet.
+  log level       info ($NBDSNAP_LOG_LEVEL); JSON lines on stderr, human-readable on a TTY
+Precedence: defaults < config file (--config or $NBDSNAP_CONFIG; JSON with keys dataDir,
+socket, control, listen, logLevel; paths relative to the file) < environment < flags.
+Stops cleanly on SIGTERM/SIGINT. Under systemd (NOTIFY_SOCKET set) it reports READY=1 through
+systemd-notify once every export is served.
+Test hook: NBDSNAP_FAULT=<step> makes the daemon SIGKILL itself at that step of a create/remove
+(see src/daemon/faults.ts); never set it in production.`;
+
+export function register(program: Command): void {
+  program
+    .command('daemon')
+    .description('run the nbdsnap daemon in the foreground')
+    .option('--data-dir <dir>', 'data directory (catalog, COW files, default sockets)')
+    .option('--socket <path>', 'NBD Unix socket (every export is served here by name)')
+    .option('--control <path>', 'control socket for the CLI')
+    .option('--listen <host:port>', 'also serve NBD over TCP (PORT alone binds 127.0.0.1)')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
+    .option('--config <file>', 'JSON config file')
+    .addHelpText('after', HELP)
+    .action(async (flags: DaemonFlags) => {
+      // Loaded lazily so client commands do not load the catalog, stores and NBD server.
+      const { resolveConfig, ConfigError } = await import('../../daemon/config.ts');
+      const { runDaemon } = await import('../../daemon/run.ts');
+      const { SocketInUseError } = await import('../../control/unix-socket.ts');
+      let config;
+      try {
+        config = resolveConfig(flags);
+      } catch (err) {
+        if (err instanceof ConfigError) throw new CliError(err.message, ExitCode.INVALID);
+        throw err;
+      }
+      try {
+        process.exitCode = await runDaemon(config);
+      } catch (err) {
+        if (err instanceof SocketInUseError) throw new CliError(err.message, ExitCode.BUSY);
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code) throw new CliError(`cannot start: ${(err as Error).message}`, ExitCode.FAILURE, { cause: err });
+        throw err;
+      }
+    });
+}

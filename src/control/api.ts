@@ -1,0 +1,133 @@
+// The control API between the CLI and the daemon: one JSON object per line each way over a 0600
+// Unix socket. A request is {op, ...fields}; the reply is {ok: true, result} or
+// {ok: false, error: {code, message}}. Every field is checked in validate.ts before a handler
+// runs; handlers (daemon/handlers.ts) receive these types already validated.
+
+export type SnapshotKind = 'P' | 'PO' | 'N';
+
+export interface RequestMap {
+  /** Where the daemon listens (the CLI's attach needs the NBD socket), pid, version. */
+  'daemon.info': Record<never, never>;
+  'origin.add': { name: string; path: string };
+  'origin.remove': { name: string; force?: boolean };
+  'origin.list': Record<never, never>;
+  /** Exactly one of cow (existing file or block device) and sizeBytes (create <data-dir>/cow/<name>.cow). */
+  'snapshot.create': {
+    name: string;
+    origin: string;
+    cow?: string;
+    sizeBytes?: number;
+    kind?: SnapshotKind;
+    chunkSectors?: number;
+  };
+  'snapshot.remove': { name: string; force?: boolean };
+  'snapshot.list': { origin?: string };
+  'status': { name?: string };
+  'table': { name?: string };
+}
+
+export type Op = keyof RequestMap;
+export type Request<K extends Op = Op> = K extends Op ? { op: K } & RequestMap[K] : never;
+
+export interface DaemonInfo {
+  version: string;
+  pid: number;
+  dataDir: string;
+  controlSocket: string;
+  nbdSocket: string;
+  tcp: { host: string; port: number } | null;
+}
+
+/** 'failed': the catalog has it but it could not be opened (see error). */
+export type ExportState = 'active' | 'failed';
+
+export interface OriginInfo {
+  name: string;
+  path: string;
+  sizeBytes: number;
+  state: ExportState;
+  error: string | null;
+  snapshots: string[];
+  connections: number;
+  createdAt: string;
+}
+
+/** active/invalid/overflow follow the store; failed: the COW could not be opened at startup. */
+export type SnapshotState = 'active' | 'invalid' | 'overflow' | 'failed';
+
+export interface SnapshotInfo {
+  name: string;
+  origin: string;
+  cowPath: string;
+  /** The daemon created the COW file (and deletes it on removal). */
+  cowCreated: boolean;
+  kind: SnapshotKind;
+  chunkSectors: number;
+  /** The snapshot's size: the origin's size. */
+  sizeBytes: number;
+  cowSizeBytes: number | null;
+  /** Like lvs Snap%: allocated/total, 0 when only metadata is allocated; null when unknown. */
+  dataPercent: number | null;
+  allocatedSectors: number | null;
+  totalSectors: number | null;
+  metadataSectors: number | null;
+  state: SnapshotState;
+  error: string | null;
+  connections: number;
+  createdAt: string;
+}
+
+/** One `dmsetup status` line: `name: start sectors target info`. */
+export interface StatusLine {
+  name: string;
+  start: 0;
+  sectors: number;
+  target: 'snapshot-origin' | 'snapshot';
+  info: string;
+}
+
+/** One `dmsetup table` line: `name: start sectors target args...` (names/paths where dm prints maj:min). */
+export interface TableLine {
+  name: string;
+  start: 0;
+  sectors: number;
+  target: 'snapshot-origin' | 'snapshot';
+  args: string[];
+}
+
+export interface ResultMap {
+  'daemon.info': DaemonInfo;
+  'origin.add': OriginInfo;
+  'origin.remove': { removed: string[] };
+  'origin.list': OriginInfo[];
+  'snapshot.create': SnapshotInfo;
+  'snapshot.remove': { removed: string[] };
+  'snapshot.list': SnapshotInfo[];
+  'status': StatusLine[];
+  'table': TableLine[];
+}
+
+export const ERROR_CODES = ['BAD_REQUEST', 'INVALID', 'NOT_FOUND', 'EXISTS', 'BUSY', 'SHUTTING_DOWN', 'INTERNAL'] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export type Reply<K extends Op = Op> =
+  | { ok: true; result: ResultMap[K] }
+  | { ok: false; error: { code: ErrorCode; message: string } };
+
+/** A failure with a code the client maps to an exit status. Thrown by validation and handlers. */
+export class ControlError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'ControlError';
+    this.code = code;
+  }
+}
+
+export type Handler<K extends Op> = (request: Request<K>) => Promise<ResultMap[K]>;
+export type Handlers = { [K in Op]: Handler<K> };
+
+/** Longest request line the daemon accepts (bytes, newline excluded). */
+export const MAX_REQUEST_BYTES = 64 * 1024;
+/** Longest reply line the client accepts. */
+export const MAX_REPLY_BYTES = 32 * 1024 * 1024;

@@ -1,0 +1,115 @@
+// snapshot create / remove. Each step that leaves something on disk is preceded by a catalog
+// change, so a crash at any point is repaired at the next start (daemon/repair.ts):
+//   create: row 'creating' -> COW file (--size) -> store opened/initialised -> attached to the
+//           origin (the point in time) -> row 'ready' -> served
+//   remove: row 'removing' -> unserved, clients disconnected (--force) -> detached (store closed,
+//           flushed) -> COW file deleted if the daemon created it -> row deleted
+// An error during create undoes the steps already done, in reverse, before replying.
+import fs from 'node:fs';
+import path from 'node:path';
+import { FileDevice } from '../block/file-device.ts';
+import { ControlError, type RequestMap } from '../control/api.ts';
+import type { Snapshot } from '../targets/snapshot.ts';
+import type { DaemonContext } from './context.ts';
+import { ensureNameFree, ensurePathFree, toControlError } from './conflicts.ts';
+import { faultPoint } from './faults.ts';
+import { checkUserPath, pathIdentity } from './paths.ts';
+import { attachSnapshot } from './restore.ts';
+import type { OriginEntry, SnapshotEntry } from './registry.ts';
+
+export const DEFAULT_KIND = 'P';
+export const DEFAULT_CHUNK_SECTORS = 8;
+
+type CreateRequest = RequestMap['snapshot.create'];
+
+function activeOrigin(ctx: DaemonContext, name: string): OriginEntry {
+  const origin = ctx.registry.origins.get(name);
+  if (!origin) {
+    const hint = ctx.catalog.nameOwner(name) === 'snapshot' ? ' (it is a snapshot; snapshots of snapshots are not supported)' : '';
+    throw new ControlError('NOT_FOUND', `no origin named ${name}${hint}`);
+  }
+  if (!origin.target) throw new ControlError('INVALID', `origin ${name} is not available: ${origin.error}`);
+  return origin;
+}
+
+/** The COW path: <data-dir>/cow/<name>.cow for --size (built from the validated name), else the checked --cow. */
+function planCow(ctx: DaemonContext, origin: OriginEntry, req: CreateRequest): { cowPath: string; created: boolean } {
+  if (req.sizeBytes !== undefined) {
+    const cowDir = path.join(ctx.config.dataDir, 'cow');
+    fs.mkdirSync(cowDir, { recursive: true, mode: 0o700 });
+    const cowPath = path.join(cowDir, `${req.name}.cow`);
+    if (fs.existsSync(cowPath)) throw new ControlError('EXISTS', `${cowPath} already exists (left over?); remove it or pass it with --cow`);
+    return { cowPath, created: true };
+  }
+  const checked = checkUserPath(req.cow!, 'cow', ctx.config.dataDir);
+  const originDevice = origin.row.path;
+  if (checked.realPath === originDevice || checked.identity === pathIdentity(originDevice)) {
+    throw new ControlError('INVALID', `cow: the COW device must not be the origin device (${originDevice})`);
+  }
+  ensurePathFree(ctx, checked, 'cow');
+  return { cowPath: checked.realPath, created: false };
+}
+
+export async function createSnapshot(ctx: DaemonContext, req: CreateRequest): Promise<SnapshotEntry> {
+  ensureNameFree(ctx, req.name);
+  const origin = activeOrigin(ctx, req.origin);
+  const { cowPath, created } = planCow(ctx, origin, req);
+  const kind = req.kind ?? DEFAULT_KIND;
+  const chunkSectors = req.chunkSectors ?? DEFAULT_CHUNK_SECTORS;
+  const row = ctx.catalog.beginSnapshot({ name: req.name, origin: origin.row.name, cowPath, kind, chunkSectors, cowCreated: created });
+  faultPoint('snapshot-create:after-row');
+  const log = ctx.log.child({ export: req.name });
+  let target: Snapshot | undefined;
+  try {
+    const cow = created ? FileDevice.open(cowPath, { createSize: req.sizeBytes }) : FileDevice.open(cowPath);
+    faultPoint('snapshot-create:after-cow-file');
+    target = await attachSnapshot(origin.target!, row, cow, log);
+    faultPoint('snapshot-create:after-activate');
+    ctx.catalog.setSnapshotState(req.name, 'ready', target.store.chunkSectors);
+    faultPoint('snapshot-create:after-ready');
+  } catch (err) {
+    await undoCreate(ctx, origin, req.name, cowPath, created, target);
+    throw toControlError(err, created ? `cannot create the COW ${cowPath}` : `cow ${cowPath}`);
+  }
+  const entry: SnapshotEntry = { row: ctx.catalog.getSnapshot(req.name)!, target, error: null, log };
+  origin.snapshots.set(req.name, entry);
+  ctx.registry.serve(req.name, target, `snapshot of ${origin.row.name}`);
+  log.info({ origin: origin.row.name, cow: cowPath, kind, chunkSectors: target.store.chunkSectors }, 'snapshot created');
+  return entry;
+}
+
+async function undoCreate(ctx: DaemonContext, origin: OriginEntry, name: string, cowPath: string, created: boolean, target?: Snapshot) {
+  if (target) await origin.target!.removeSnapshot(target);
+  if (created) fs.rmSync(cowPath, { force: true });
+  ctx.catalog.deleteSnapshot(name);
+}
+
+/** Remove one snapshot (the caller checked BUSY). Leaves an external COW alone. */
+export async function removeSnapshotEntry(ctx: DaemonContext, origin: OriginEntry, snap: SnapshotEntry): Promise<void> {
+  const name = snap.row.name;
+  ctx.catalog.setSnapshotState(name, 'removing');
+  faultPoint('snapshot-remove:after-mark');
+  ctx.registry.unserve(name);
+  await ctx.nbd.disconnectExport(name);
+  if (snap.target) await origin.target!.removeSnapshot(snap.target);
+  faultPoint('snapshot-remove:after-detach');
+  if (snap.row.cowCreated) fs.rmSync(snap.row.cowPath, { force: true });
+  faultPoint('snapshot-remove:after-cow-delete');
+  ctx.catalog.deleteSnapshot(name);
+  origin.snapshots.delete(name);
+  snap.log.info({ cowDeleted: snap.row.cowCreated }, 'snapshot removed');
+}
+
+export async function removeSnapshot(ctx: DaemonContext, name: string, force: boolean): Promise<string[]> {
+  const found = ctx.registry.findSnapshot(name);
+  if (!found) {
+    const hint = ctx.catalog.nameOwner(name) === 'origin' ? ' (it is an origin: use origin remove)' : '';
+    throw new ControlError('NOT_FOUND', `no snapshot named ${name}${hint}`);
+  }
+  const connections = ctx.nbd.connectionCount(name);
+  if (connections > 0 && !force) {
+    throw new ControlError('BUSY', `snapshot ${name} has ${connections} connected client(s); detach them or use --force`);
+  }
+  await removeSnapshotEntry(ctx, found.origin, found.snapshot);
+  return [name];
+}
