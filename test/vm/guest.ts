@@ -1,0 +1,221 @@
+// System helpers for the in-guest tests: running commands, loop devices, device-mapper tables,
+// kernel nbd attach/detach, and the nbdsnap daemon/CLI (the contract of issue 6).
+// Everything here expects to run as root inside the VM of scripts/vm/run.sh.
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export const projectRoot = path.resolve(import.meta.dirname, '../..');
+export const nbdsnapBin = path.join(projectRoot, 'bin/nbdsnap');
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion; throws with its stderr unless allowFail. */
+export function run(cmd: string, args: string[], opts: { allowFail?: boolean; timeoutMs?: number } = {}): RunResult {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: opts.timeoutMs ?? 180_000, maxBuffer: 64 << 20 });
+  if (r.error) throw new Error(`${cmd} ${args.join(' ')}: ${r.error.message}`);
+  const res: RunResult = { code: r.status ?? 128, stdout: r.stdout, stderr: r.stderr };
+  if (res.code !== 0 && !opts.allowFail) {
+    const why = r.signal ? `killed by ${r.signal}` : `exit ${res.code}`;
+    throw new Error(`${cmd} ${args.join(' ')}: ${why}: ${(res.stderr || res.stdout).trim().split('\n').slice(-5).join(' | ')}`);
+  }
+  return res;
+}
+
+export async function waitFor(what: string, check: () => boolean, timeoutMs = 60_000, stepMs = 100): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(stepMs);
+  }
+}
+
+export function freshDir(dir: string): string {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** A zero-filled (sparse) file of `bytes`. */
+export function zeroFile(file: string, bytes: number): string {
+  fs.rmSync(file, { force: true });
+  fs.writeFileSync(file, '');
+  fs.truncateSync(file, bytes);
+  return file;
+}
+
+// ---- loop and device-mapper ---------------------------------------------------------------
+
+export function loopAttach(file: string): string {
+  return run('losetup', ['-f', '--show', file]).stdout.trim();
+}
+
+export function loopDetach(dev: string): void {
+  run('losetup', ['-d', dev], { allowFail: true });
+}
+
+export function dmCreate(name: string, table: string): string {
+  run('dmsetup', ['create', name, '--table', table]);
+  return `/dev/mapper/${name}`;
+}
+
+export function dmRemove(name: string): void {
+  if (run('dmsetup', ['info', name], { allowFail: true }).code !== 0) return;
+  run('dmsetup', ['remove', '--retry', name]);
+}
+
+export function sectorsOf(file: string): number {
+  return Math.floor(fs.statSync(file).size / 512);
+}
+
+// ---- kernel nbd ------------------------------------------------------------------------------
+
+const nbdName = (dev: string): string => path.basename(dev);
+export const nbdConnected = (dev: string): boolean => fs.existsSync(`/sys/block/${nbdName(dev)}/pid`);
+export const nbdSectors = (dev: string): number => Number(fs.readFileSync(`/sys/block/${nbdName(dev)}/size`, 'utf8').trim());
+
+/** Hands out /dev/nbdX that are not connected, lowest first. */
+export function freeNbd(exclude: string[] = []): string {
+  for (let i = 0; i < 16; i++) {
+    const dev = `/dev/nbd${i}`;
+    if (!exclude.includes(dev) && fs.existsSync(dev) && !nbdConnected(dev)) return dev;
+  }
+  throw new Error('no free /dev/nbdX (is the nbd module loaded with nbds_max=16?)');
+}
+
+export interface NbdAttachOptions {
+  name?: string;
+  blockSize?: number;
+  connections?: number;
+}
+
+/** nbd-client -unix SOCK DEV [-N NAME] [-b BS] [-C N]; waits until the device has its size. */
+export async function nbdAttach(sock: string, dev: string, o: NbdAttachOptions = {}): Promise<string> {
+  const args = ['-unix', sock, dev];
+  if (o.name !== undefined) args.push('-N', o.name);
+  if (o.blockSize) args.push('-b', String(o.blockSize));
+  if (o.connections && o.connections > 1) args.push('-C', String(o.connections));
+  run('nbd-client', args);
+  await waitFor(`${dev} to connect`, () => nbdConnected(dev) && nbdSectors(dev) > 0, 30_000);
+  return dev;
+}
+
+export async function nbdDetach(dev: string): Promise<void> {
+  if (!nbdConnected(dev)) return;
+  run('nbd-client', ['-d', dev]);
+  await waitFor(`${dev} to disconnect`, () => !nbdConnected(dev), 30_000);
+}
+
+// ---- nbdsnap daemon and CLI (contract of issue 6) -------------------------------------------
+
+export class DaemonUnavailable extends Error {
+  constructor(reason: string) {
+    super(`nbdsnap daemon not available: ${reason}`);
+  }
+}
+
+let availability: string | null | undefined;
+
+/** null when `bin/nbdsnap daemon --help` works, else the reason (checked once). */
+export function daemonUnavailableReason(): string | null {
+  if (availability !== undefined) return availability;
+  const r = run(nbdsnapBin, ['daemon', '--help'], { allowFail: true, timeoutMs: 120_000 });
+  availability = r.code === 0 ? null : `'bin/nbdsnap daemon --help' exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n')[0] ?? ''}`;
+  return availability;
+}
+
+export class NbdsnapDaemon {
+  readonly nbdSocket: string;
+  readonly control: string;
+  readonly log: string;
+  private child: ChildProcess | null = null;
+  private exited: string | null = null;
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+    this.nbdSocket = path.join(dir, 'nbd.sock');
+    this.control = path.join(dir, 'control.sock');
+    this.log = path.join(dir, 'daemon.log');
+  }
+
+  /** Starts `nbdsnap daemon` in the foreground (as a child) and waits for both sockets. */
+  async start(): Promise<this> {
+    const reason = daemonUnavailableReason();
+    if (reason) throw new DaemonUnavailable(reason);
+    const data = path.join(this.dir, 'data');
+    fs.mkdirSync(data, { recursive: true });
+    const log = fs.openSync(this.log, 'a');
+    const child = spawn(nbdsnapBin, ['daemon', '--data-dir', data, '--socket', this.nbdSocket, '--control', this.control], {
+      stdio: ['ignore', log, log],
+    });
+    fs.closeSync(log);
+    this.child = child;
+    child.on('exit', (code, signal) => {
+      this.exited = signal ? `killed by ${signal}` : `exit ${code}`;
+    });
+    try {
+      await waitFor('the daemon sockets', () => {
+        if (this.exited) throw new DaemonUnavailable(`daemon ${this.exited} at start: ${this.logTail()}`);
+        return fs.existsSync(this.control) && fs.existsSync(this.nbdSocket);
+      }, 90_000, 200);
+    } catch (err) {
+      await this.stop();
+      if (err instanceof DaemonUnavailable) throw err;
+      throw new DaemonUnavailable(`${(err as Error).message}: ${this.logTail()}`);
+    }
+    return this;
+  }
+
+  logTail(lines = 5): string {
+    try {
+      return fs.readFileSync(this.log, 'utf8').trim().split('\n').slice(-lines).join(' | ');
+    } catch {
+      return '(no log)';
+    }
+  }
+
+  /** bin/nbdsnap ARGS --control CTL; returns stdout. */
+  cli(...args: string[]): string {
+    const r = run(nbdsnapBin, [...args, '--control', this.control], { allowFail: true });
+    if (r.code !== 0) {
+      throw new Error(`nbdsnap ${args.join(' ')}: exit ${r.code}: ${(r.stderr || r.stdout).trim()}${this.exited ? ` (daemon ${this.exited}: ${this.logTail()})` : ''}`);
+    }
+    return r.stdout;
+  }
+
+  /** SIGTERM, then wait for the exit (SIGKILL after 60 s). */
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    this.child = null;
+    if (this.exited === null) {
+      child.kill('SIGTERM');
+      try {
+        await waitFor('the daemon to exit after SIGTERM', () => this.exited !== null, 60_000);
+      } catch (err) {
+        child.kill('SIGKILL');
+        throw err;
+      }
+    }
+  }
+
+  get running(): boolean {
+    return this.child !== null && this.exited === null;
+  }
+}
+
+/** Best-effort cleanup between tests: nbd, device-mapper and loop devices left behind. */
+export async function resetDevices(): Promise<void> {
+  for (let i = 0; i < 16; i++) {
+    const dev = `/dev/nbd${i}`;
+    if (fs.existsSync(dev) && nbdConnected(dev)) run('nbd-client', ['-d', dev], { allowFail: true });
+  }
+  run('dmsetup', ['remove_all', '--force'], { allowFail: true });
+  run('losetup', ['-D'], { allowFail: true });
+}
