@@ -35,6 +35,13 @@ async function restoreSnapshot(origin: OriginEntry, row: SnapshotRow, log: Logge
     entry.error = `origin ${origin.row.name} is not available`;
     return entry;
   }
+  if (row.kind === 'N') {
+    // A transient store keeps its exceptions in memory only: reopened empty it would show today's
+    // origin instead of the point in time, so it is reported, never served (as after a reboot).
+    entry.error = 'a transient (N) snapshot does not survive a daemon restart; remove it';
+    log.warn('transient snapshot not restored');
+    return entry;
+  }
   try {
     entry.target = await attachSnapshot(origin.target, row, FileDevice.open(row.cowPath), log);
   } catch (err) {
