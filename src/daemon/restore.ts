@@ -14,7 +14,7 @@ function reason(err: unknown): string {
 }
 
 /** Open the COW, its store, and attach it to `origin`; on failure nothing stays open. */
-export async function attachSnapshot(origin: SnapshotOrigin, row: SnapshotRow, cow: FileDevice, log: Logger) {
+async function attachSnapshot(origin: SnapshotOrigin, row: SnapshotRow, cow: FileDevice, log: Logger) {
   try {
     const store = await openStore(row.kind, cow, { chunkSectors: row.chunkSectors, logger: log });
     try {

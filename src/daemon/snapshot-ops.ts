@@ -10,11 +10,13 @@ import path from 'node:path';
 import { FileDevice } from '../block/file-device.ts';
 import { ControlError, type RequestMap } from '../control/api.ts';
 import type { Snapshot } from '../targets/snapshot.ts';
+import type { SnapshotRow } from '../catalog/catalog.ts';
+import { openStore } from '../store/open-store.ts';
+import type { ExceptionStore } from '../store/exception-store.ts';
 import type { DaemonContext } from './context.ts';
 import { ensureNameFree, ensurePathFree, toControlError } from './conflicts.ts';
 import { faultPoint } from './faults.ts';
 import { checkUserPath, pathIdentity } from './paths.ts';
-import { attachSnapshot } from './restore.ts';
 import type { OriginEntry, SnapshotEntry } from './registry.ts';
 
 export const DEFAULT_KIND = 'P';
@@ -59,18 +61,21 @@ export async function createSnapshot(ctx: DaemonContext, req: CreateRequest): Pr
   const row = ctx.catalog.beginSnapshot({ name: req.name, origin: origin.row.name, cowPath, kind, chunkSectors, cowCreated: created });
   faultPoint('snapshot-create:after-row');
   const log = ctx.log.child({ export: req.name });
-  let target: Snapshot | undefined;
+  const made: Made = {};
   try {
-    const cow = created ? FileDevice.open(cowPath, { createSize: req.sizeBytes }) : FileDevice.open(cowPath);
+    made.cow = created ? FileDevice.open(cowPath, { createSize: req.sizeBytes }) : FileDevice.open(cowPath);
     faultPoint('snapshot-create:after-cow-file');
-    target = await attachSnapshot(origin.target!, row, cow, log);
+    made.store = await openStore(kind, made.cow, { chunkSectors, logger: log });
+    faultPoint('snapshot-create:after-store');
+    made.target = await origin.target!.createSnapshot(made.store, { logger: log });
     faultPoint('snapshot-create:after-activate');
-    ctx.catalog.setSnapshotState(req.name, 'ready', target.store.chunkSectors);
+    ctx.catalog.setSnapshotState(req.name, 'ready', made.store.chunkSectors);
     faultPoint('snapshot-create:after-ready');
   } catch (err) {
-    await undoCreate(ctx, origin, req.name, cowPath, created, target);
+    await undoCreate(ctx, origin, row, made);
     throw toControlError(err, created ? `cannot create the COW ${cowPath}` : `cow ${cowPath}`);
   }
+  const target = made.target;
   const entry: SnapshotEntry = { row: ctx.catalog.getSnapshot(req.name)!, target, error: null, log };
   origin.snapshots.set(req.name, entry);
   ctx.registry.serve(req.name, target, `snapshot of ${origin.row.name}`);
@@ -78,10 +83,21 @@ export async function createSnapshot(ctx: DaemonContext, req: CreateRequest): Pr
   return entry;
 }
 
-async function undoCreate(ctx: DaemonContext, origin: OriginEntry, name: string, cowPath: string, created: boolean, target?: Snapshot) {
-  if (target) await origin.target!.removeSnapshot(target);
-  if (created) fs.rmSync(cowPath, { force: true });
-  ctx.catalog.deleteSnapshot(name);
+/** What a create has made so far, for undoing it in reverse. */
+interface Made {
+  cow?: FileDevice;
+  store?: ExceptionStore;
+  target?: Snapshot;
+}
+
+async function undoCreate(ctx: DaemonContext, origin: OriginEntry, row: SnapshotRow, made: Made): Promise<void> {
+  if (made.target) await origin.target!.removeSnapshot(made.target); // closes the store and the COW
+  else {
+    await made.store?.close();
+    await made.cow?.close();
+  }
+  if (row.cowCreated) fs.rmSync(row.cowPath, { force: true });
+  ctx.catalog.deleteSnapshot(row.name);
 }
 
 /** Remove one snapshot (the caller checked BUSY). Leaves an external COW alone. */
