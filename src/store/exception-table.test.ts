@@ -43,6 +43,20 @@ describe('ExceptionTable', () => {
     );
   });
 
+  it('insertAll() gives the same table as insert() one by one, growing and widening as needed', () => {
+    const pairs: [number, number][] = [];
+    for (let i = 0; i < 20_000; i++) pairs.push([(Math.imul(i, 0x9e3779b1) >>> 0) % 50_000, i + 2]);
+    pairs.push([2 ** 45, 7], [3, 2 ** 40]);
+    for (const expected of [0, pairs.length]) {
+      const one = new ExceptionTable(expected);
+      for (const [o, n] of pairs) one.insert(o, n);
+      const all = new ExceptionTable(expected);
+      all.insertAll((add) => pairs.forEach(([o, n]) => add(o, n)));
+      expect(all.size).toBe(one.size);
+      expect(new Map(all.entries())).toEqual(new Map(one.entries()));
+    }
+  });
+
   it('keeps chains intact when deleting from dense clusters', () => {
     const t = new ExceptionTable();
     for (let i = 0; i < 5000; i++) t.insert(i * 16, i);

@@ -17,7 +17,7 @@ describe.each(['small-cs16', 'multiarea-cs8'])('kernel fixture %s', (name) => {
     expect(store.state).toBe('valid');
     expect(store.status()).toBe(manifest.status_after);
     const table = new ExceptionTable(store.recordCount);
-    store.load((oldChunk, newChunk) => table.insert(oldChunk, newChunk));
+    table.insertAll((add) => store.load(add));
     expect(table.size).toBe(store.recordCount);
     const origin = originAfter(fixture);
     expect(sha256(origin)).toBe(manifest.origin_after_sha256);

@@ -9,6 +9,7 @@ import { FIRST_DATA_CHUNK, RECORD_BYTES, SECTOR_BYTES, areaLocation, exceptionsP
 /** Area reads kept in flight ahead of the scan, bounded in bytes. */
 const PREFETCH_BYTES = 8 << 20;
 const PREFETCH_MAX_AREAS = 64;
+const SLAB_BYTES = 1 << 20;
 
 export interface AreaScan {
   /** The full areas, in order: load() replays them. */
@@ -36,10 +37,26 @@ export function emptyScan(chunkSectors: number): AreaScan {
   };
 }
 
-async function readChunk(cow: BlockDevice, chunk: number, chunkBytes: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafeSlow(chunkBytes);
-  await cow.read(buf, chunk * chunkBytes);
-  return buf;
+/** Area buffers carved from 1 MiB slabs: tens of thousands of small areas, few allocations. */
+class SlabAllocator {
+  private slab: Buffer = Buffer.alloc(0);
+  private used = 0;
+  private readonly slabBytes: number;
+  private readonly chunkBytes: number;
+
+  constructor(chunkBytes: number) {
+    this.chunkBytes = chunkBytes;
+    this.slabBytes = Math.max(chunkBytes, SLAB_BYTES);
+  }
+
+  take(): Buffer {
+    if (this.used + this.chunkBytes > this.slab.length) {
+      this.slab = Buffer.allocUnsafeSlow(this.slabBytes);
+      this.used = 0;
+    }
+    this.used += this.chunkBytes;
+    return this.slab.subarray(this.used - this.chunkBytes, this.used);
+  }
 }
 
 /** Read and scan every metadata area. Throws CorruptStoreError if a needed area lies past the end of the COW. */
@@ -49,9 +66,11 @@ export async function readAreas(cow: BlockDevice, chunkSectors: number): Promise
   const window = Math.max(1, Math.min(PREFETCH_MAX_AREAS, Math.floor(PREFETCH_BYTES / chunkBytes)));
   const inFlight: Promise<Buffer>[] = [];
   let issued = 0;
+  const slabs = new SlabAllocator(chunkBytes);
   const issue = (upTo: number): void => {
     while (issued < upTo && (areaLocation(issued, epa) + 1) * chunkBytes <= cow.size) {
-      const read = readChunk(cow, areaLocation(issued, epa), chunkBytes);
+      const buf = slabs.take();
+      const read = cow.read(buf, areaLocation(issued, epa) * chunkBytes).then(() => buf);
       read.catch(() => {}); // read-ahead past the current area may fail harmlessly; needed reads are awaited below
       inFlight.push(read);
       issued++;
@@ -77,8 +96,9 @@ export async function readAreas(cow: BlockDevice, chunkSectors: number): Promise
       fullAreas.push(buf);
       continue;
     }
-    buf.fill(0, length * RECORD_BYTES); // records after the terminator are garbage: never let a later commit revive them
+    const current = chunkBytes < SLAB_BYTES ? Buffer.from(buf) : buf; // do not pin a whole slab
+    current.fill(0, length * RECORD_BYTES); // records after the terminator are garbage: never let a later commit revive them
     const nextFree = skipMetadataChunk(Math.max(FIRST_DATA_CHUNK, maxNew + 1), epa);
-    return { fullAreas, current: buf, currentArea: area, currentCommitted: length, nextFree, recordCount };
+    return { fullAreas, current, currentArea: area, currentCommitted: length, nextFree, recordCount };
   }
 }
