@@ -15,7 +15,7 @@ import { crashPattern } from '../support/store-crash-pattern.ts';
 
 const CHILD = path.resolve(import.meta.dirname, '../support/store-crash-child.ts');
 const CHUNK_SECTORS = 8;
-const COW_BYTES = 24 << 20;
+const COW_BYTES = 64 << 20;
 const ROUNDS = 8;
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'store-crash-'));
@@ -81,13 +81,13 @@ describe('persistent store crash safety', () => {
     const reported: [number, number][] = [];
     let kills = 0;
     for (let round = 0; round < ROUNDS; round++) {
-      const result = await runChild(cowPath, Math.floor(Math.random() * 300));
+      const result = await runChild(cowPath, 20 + Math.floor(Math.random() * 280));
       reported.push(...result.reported);
       if (result.killed) kills++;
       const records = await checkStore(cowPath, reported);
       expect(records).toBeGreaterThanOrEqual(reported.length);
     }
     expect(kills).toBeGreaterThan(0);
-    expect(reported.length).toBeGreaterThan(100);
+    expect(reported.length).toBeGreaterThan(20);
   });
 });
