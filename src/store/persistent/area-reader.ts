@@ -4,7 +4,7 @@
 // ExceptionStore.load(), which replays them into the caller's table without another copy.
 import type { BlockDevice } from '../../block/device.ts';
 import { CorruptStoreError } from '../errors.ts';
-import { FIRST_DATA_CHUNK, RECORD_BYTES, SECTOR_BYTES, areaLocation, exceptionsPerArea, scanArea, skipMetadataChunk } from './format.ts';
+import { FIRST_DATA_CHUNK, RECORD_BYTES, SECTOR_BYTES, areaLocation, exceptionsPerArea, skipMetadataChunk, summarizeArea } from './format.ts';
 
 /** Area reads kept in flight ahead of the scan, bounded in bytes. */
 const PREFETCH_BYTES = 8 << 20;
@@ -79,10 +79,6 @@ export async function readAreas(cow: BlockDevice, chunkSectors: number): Promise
   const fullAreas: Uint8Array[] = [];
   let maxNew = -1;
   let recordCount = 0;
-  const visit = (_old: number, newChunk: number): void => {
-    if (newChunk > maxNew) maxNew = newChunk;
-    recordCount++;
-  };
   for (let area = 0; ; area++) {
     issue(area + window);
     const read = inFlight.shift();
@@ -91,7 +87,9 @@ export async function readAreas(cow: BlockDevice, chunkSectors: number): Promise
       throw new CorruptStoreError(`metadata area ${area} (bytes ${at}-${at + chunkBytes - 1}) lies past the end of the COW (${cow.size} bytes): truncated store?`);
     }
     const buf = await read;
-    const length = scanArea(buf, visit);
+    const { length, maxNewChunk } = summarizeArea(buf);
+    recordCount += length;
+    maxNew = Math.max(maxNew, maxNewChunk);
     if (length === epa) {
       fullAreas.push(buf);
       continue;

@@ -6,6 +6,7 @@ import {
   exceptionsPerArea,
   scanArea,
   skipMetadataChunk,
+  summarizeArea,
   writeRecord,
 } from './format.ts';
 
@@ -44,6 +45,8 @@ describe('persistent format', () => {
     const seen: [number, number][] = [];
     expect(scanArea(area, (o, n) => seen.push([o, n]))).toBe(2);
     expect(seen).toEqual([[0, 2], [9, 2 ** 40]]);
+    expect(summarizeArea(area)).toEqual({ length: 2, maxNewChunk: 2 ** 40 });
+    expect(summarizeArea(Buffer.alloc(512))).toEqual({ length: 0, maxNewChunk: -1 });
   });
 
   it('reports a full area (no terminator) as epa records', () => {
@@ -57,5 +60,9 @@ describe('persistent format', () => {
     area.writeUInt32LE(1, 8);
     area.writeUInt32LE(0x00200000, 12); // new_chunk = 2^53 + 1
     expect(() => scanArea(area, () => {})).toThrow(/exceeds 2\^53/);
+    expect(() => summarizeArea(area)).toThrow(/exceeds 2\^53/);
+    area.writeUInt32LE(0, 12);
+    area.writeUInt32LE(0x00400000, 4); // old_chunk = 2^54
+    expect(() => summarizeArea(area)).toThrow(/exceeds 2\^53/);
   });
 });

@@ -117,3 +117,28 @@ export function scanArea(area: Uint8Array, visit: (oldChunk: number, newChunk: n
   }
   return epa;
 }
+
+export interface AreaSummary {
+  /** Records before the terminator (epa when the area is full). */
+  length: number;
+  /** Largest new_chunk among them (-1 if none). */
+  maxNewChunk: number;
+}
+
+/** scanArea without a callback, for the open-time pass: the area's length and largest new_chunk. */
+export function summarizeArea(area: Uint8Array): AreaSummary {
+  const view = new DataView(area.buffer, area.byteOffset, area.byteLength);
+  const epa = area.byteLength / RECORD_BYTES;
+  let maxNewChunk = -1;
+  for (let i = 0; i < epa; i++) {
+    const at = i * RECORD_BYTES;
+    const oldHigh = view.getUint32(at + 4, true);
+    const newLow = view.getUint32(at + 8, true);
+    const newHigh = view.getUint32(at + 12, true);
+    if (newLow === 0 && newHigh === 0) return { length: i, maxNewChunk };
+    if (oldHigh > MAX_SAFE_HIGH || newHigh > MAX_SAFE_HIGH) readU64(view, oldHigh > MAX_SAFE_HIGH ? at : at + 8); // throws
+    const newChunk = newHigh * TWO_32 + newLow;
+    if (newChunk > maxNewChunk) maxNewChunk = newChunk;
+  }
+  return { length: epa, maxNewChunk };
+}
