@@ -59,34 +59,51 @@ class SlabAllocator {
   }
 }
 
-/** Read and scan every metadata area. Throws CorruptStoreError if a needed area lies past the end of the COW. */
-export async function readAreas(cow: BlockDevice, chunkSectors: number): Promise<AreaScan> {
-  const chunkBytes = chunkSectors * SECTOR_BYTES;
-  const epa = exceptionsPerArea(chunkSectors);
-  const window = Math.max(1, Math.min(PREFETCH_MAX_AREAS, Math.floor(PREFETCH_BYTES / chunkBytes)));
-  const inFlight: Promise<Buffer>[] = [];
-  let issued = 0;
-  const slabs = new SlabAllocator(chunkBytes);
-  const issue = (upTo: number): void => {
-    while (issued < upTo && (areaLocation(issued, epa) + 1) * chunkBytes <= cow.size) {
-      const buf = slabs.take();
-      const read = cow.read(buf, areaLocation(issued, epa) * chunkBytes).then(() => buf);
-      read.catch(() => {}); // read-ahead past the current area may fail harmlessly; needed reads are awaited below
-      inFlight.push(read);
-      issued++;
+/** Reads areas 0, 1, 2... in order, keeping up to `window` reads in flight ahead of the consumer. */
+class AreaPrefetcher {
+  private readonly inFlight: Promise<Buffer>[] = [];
+  private issued = 0;
+  private readonly slabs: SlabAllocator;
+  private readonly cow: BlockDevice;
+  private readonly epa: number;
+  private readonly chunkBytes: number;
+  private readonly window: number;
+
+  constructor(cow: BlockDevice, chunkSectors: number) {
+    this.cow = cow;
+    this.chunkBytes = chunkSectors * SECTOR_BYTES;
+    this.epa = exceptionsPerArea(chunkSectors);
+    this.window = Math.max(1, Math.min(PREFETCH_MAX_AREAS, Math.floor(PREFETCH_BYTES / this.chunkBytes)));
+    this.slabs = new SlabAllocator(this.chunkBytes);
+  }
+
+  /** Area `area`'s chunk (areas must be asked for in order). Throws CorruptStoreError if it lies past the end. */
+  next(area: number): Promise<Buffer> {
+    while (this.issued < area + this.window && (areaLocation(this.issued, this.epa) + 1) * this.chunkBytes <= this.cow.size) {
+      const buf = this.slabs.take();
+      const read = this.cow.read(buf, areaLocation(this.issued, this.epa) * this.chunkBytes).then(() => buf);
+      read.catch(() => {}); // read-ahead past the current area may fail harmlessly; needed reads are awaited
+      this.inFlight.push(read);
+      this.issued++;
     }
-  };
+    const read = this.inFlight.shift();
+    if (read) return read;
+    const at = areaLocation(area, this.epa) * this.chunkBytes;
+    throw new CorruptStoreError(
+      `metadata area ${area} (bytes ${at}-${at + this.chunkBytes - 1}) lies past the end of the COW (${this.cow.size} bytes): truncated store?`,
+    );
+  }
+}
+
+/** Read and scan every metadata area up to the first one that is not full. */
+export async function readAreas(cow: BlockDevice, chunkSectors: number): Promise<AreaScan> {
+  const epa = exceptionsPerArea(chunkSectors);
+  const areas = new AreaPrefetcher(cow, chunkSectors);
   const fullAreas: Uint8Array[] = [];
   let maxNew = -1;
   let recordCount = 0;
   for (let area = 0; ; area++) {
-    issue(area + window);
-    const read = inFlight.shift();
-    if (!read) {
-      const at = areaLocation(area, epa) * chunkBytes;
-      throw new CorruptStoreError(`metadata area ${area} (bytes ${at}-${at + chunkBytes - 1}) lies past the end of the COW (${cow.size} bytes): truncated store?`);
-    }
-    const buf = await read;
+    const buf = await areas.next(area);
     const { length, maxNewChunk } = summarizeArea(buf);
     recordCount += length;
     maxNew = Math.max(maxNew, maxNewChunk);
@@ -94,7 +111,7 @@ export async function readAreas(cow: BlockDevice, chunkSectors: number): Promise
       fullAreas.push(buf);
       continue;
     }
-    const current = chunkBytes < SLAB_BYTES ? Buffer.from(buf) : buf; // do not pin a whole slab
+    const current = buf.length < SLAB_BYTES ? Buffer.from(buf) : buf; // do not pin a whole slab
     current.fill(0, length * RECORD_BYTES); // records after the terminator are garbage: never let a later commit revive them
     const nextFree = skipMetadataChunk(Math.max(FIRST_DATA_CHUNK, maxNew + 1), epa);
     return { fullAreas, current, currentArea: area, currentCommitted: length, nextFree, recordCount };
