@@ -11,7 +11,7 @@ import { FileDevice } from '../block/file-device.ts';
 import { ControlError, type RequestMap } from '../control/api.ts';
 import type { Snapshot } from '../targets/snapshot.ts';
 import type { SnapshotRow } from '../catalog/catalog.ts';
-import { openStore } from '../store/open-store.ts';
+import { openStore, validateChunkSize } from '../store/open-store.ts';
 import type { ExceptionStore } from '../store/exception-store.ts';
 import type { DaemonContext } from './context.ts';
 import { ensureNameFree, ensurePathFree, toControlError } from './conflicts.ts';
@@ -65,6 +65,8 @@ export async function createSnapshot(ctx: DaemonContext, req: CreateRequest): Pr
   try {
     made.cow = created ? FileDevice.open(cowPath, { createSize: req.sizeBytes }) : FileDevice.open(cowPath);
     faultPoint('snapshot-create:after-cow-file');
+    // As the kernel's constructor: the table's chunk size must suit both devices' block sizes.
+    validateChunkSize(chunkSectors, origin.target!.blockSize, made.cow.blockSize);
     made.store = await openStore(kind, made.cow, { chunkSectors, logger: log });
     faultPoint('snapshot-create:after-store');
     made.target = await origin.target!.createSnapshot(made.store, { logger: log });
