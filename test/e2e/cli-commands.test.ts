@@ -4,7 +4,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { runCli, startDaemon, tempDir, nbdUri, type DaemonHandle } from '../support/daemon-harness.ts';
+import { holdConnection, runCli, startDaemon, tempDir, type DaemonHandle } from '../support/daemon-harness.ts';
 
 const MiB = 1 << 20;
 const EXIT = { OK: 0, USAGE: 2, NOT_FOUND: 3, EXISTS: 4, BUSY: 5, UNREACHABLE: 6, INVALID: 7, TOOL: 8 };
@@ -245,16 +245,13 @@ describe('attach and detach', () => {
 
 describe('removal', () => {
   it('refuses to remove a snapshot with a connected client unless forced', async () => {
-    const client = spawn('qemu-io', ['-f', 'raw', nbdUri(d, 's1')], { stdio: ['pipe', 'ignore', 'ignore'] });
-    const closed = new Promise((resolve) => client.on('close', resolve));
+    const client = await holdConnection(d, 's1', 'snapshot');
     try {
-      await expect.poll(async () => (await d.ok('snapshot', 'list', '--json'))[0].connections, { timeout: 10_000 }).toBe(1);
       await expectExit(['snapshot', 'remove', 's1'], EXIT.BUSY, /1 connected client/);
       await expectExit(['origin', 'remove', 'base'], EXIT.BUSY, /has snapshots \(s1, s2\)/);
       expect(await d.ok('snapshot', 'remove', 's1', '--force', '--json')).toEqual({ removed: ['s1'] });
     } finally {
-      client.stdin.end();
-      await closed;
+      await client.close();
     }
     expect(fs.existsSync(path.join(d.dataDir, 'cow', 's1.cow'))).toBe(false);
   });
@@ -277,5 +274,16 @@ describe('removal', () => {
     expect(fs.existsSync(path.join(dir, 'base.img'))).toBe(true);
     expect(await d.ok('origin', 'list', '--json')).toEqual([]);
     expect(await d.ok('status', '--json')).toEqual([]);
+  });
+
+  it('refuses to remove an origin with a connected client unless forced', async () => {
+    await d.ok('origin', 'add', 'busy', file('busy.img', MiB));
+    const client = await holdConnection(d, 'busy', 'origin');
+    try {
+      await expectExit(['origin', 'remove', 'busy'], EXIT.BUSY, /busy has 1 connected client/);
+      expect(await d.ok('origin', 'remove', 'busy', '--force', '--json')).toEqual({ removed: ['busy'] });
+    } finally {
+      await client.close();
+    }
   });
 });

@@ -62,10 +62,11 @@ describe('systemd notification', () => {
     try {
       await expect.poll(() => heard, { timeout: 10_000 }).toMatch(/listening/);
       const d = await startDaemon(dir, { env: { NOTIFY_SOCKET: socketPath } });
-      await expect.poll(() => heard, { timeout: 10_000 }).toMatch(new RegExp(`READY=1.*MAINPID=${d.proc.pid}|MAINPID=${d.proc.pid}.*READY=1`));
+      await expect.poll(() => heard, { timeout: 20_000, message: 'READY' }).toMatch(new RegExp(`READY=1.*MAINPID=${d.proc.pid}|MAINPID=${d.proc.pid}.*READY=1`));
       expect(heard).toMatch(/STATUS=serving 0 exports/);
-      expect(await d.stop()).toEqual({ code: 0, signal: null });
-      await expect.poll(() => heard, { timeout: 10_000 }).toMatch(/STOPPING=1/);
+      const exit = await d.stop();
+      expect(exit, d.log()).toEqual({ code: 0, signal: null });
+      await expect.poll(() => heard, { timeout: 20_000, message: `STOPPING in ${heard}\n${d.log()}` }).toMatch(/STOPPING=1/);
     } finally {
       listener.kill();
     }

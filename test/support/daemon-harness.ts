@@ -138,3 +138,22 @@ export function model(size: number, runs: [number, number, number][]): Buffer {
   for (const [offset, length, byte] of runs) buf.fill(byte, offset, offset + length);
   return buf;
 }
+
+/** Hold an NBD connection to `name` open (an idle qemu-io) until close() is called. */
+export async function holdConnection(d: DaemonHandle, name: string, kind: 'origin' | 'snapshot'): Promise<{ close(): Promise<void> }> {
+  const client = spawn('qemu-io', ['-f', 'raw', nbdUri(d, name)], { stdio: ['pipe', 'ignore', 'ignore'] });
+  const closed = new Promise<void>((resolve) => client.on('close', () => resolve()));
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const list: { name: string; connections: number }[] = await d.ok(kind, 'list', '--json');
+    if ((list.find((x) => x.name === name)?.connections ?? 0) > 0) break;
+    if (Date.now() > deadline) throw new Error(`no connection to ${name} after 10 s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    async close() {
+      client.stdin!.end();
+      await closed;
+    },
+  };
+}
