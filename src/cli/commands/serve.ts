@@ -12,6 +12,7 @@ export interface ServeOptions {
   name?: string;
   readOnly?: boolean;
   listen?: string;
+  handshakeTimeout?: string;
 }
 
 /** Parse `PORT`, `HOST:PORT` or `[V6]:PORT`; the host defaults to 127.0.0.1. */
@@ -20,6 +21,12 @@ export function parseListen(spec: string): { host: string; port: number } {
   const port = match ? Number(match[3]) : NaN;
   if (!match || port > 65535) throw new CliError(`invalid --listen ${JSON.stringify(spec)}: expected [HOST:]PORT`, ExitCode.USAGE);
   return { host: match[1] ?? match[2] ?? '127.0.0.1', port };
+}
+
+function parseSeconds(text: string): number {
+  const seconds = Number(text);
+  if (!(seconds > 0)) throw new CliError(`invalid --handshake-timeout ${JSON.stringify(text)}: expected seconds > 0`, ExitCode.USAGE);
+  return seconds;
 }
 
 function openDevice(path: string, readOnly: boolean): FileDevice {
@@ -62,12 +69,14 @@ async function listen(server: NbdServer, opts: ServeOptions): Promise<void> {
 export async function serve(path: string, opts: ServeOptions): Promise<void> {
   // Device I/O runs on libuv's threadpool; size it before the first asynchronous fs call.
   process.env.UV_THREADPOOL_SIZE ??= '16';
-  if (opts.listen !== undefined) parseListen(opts.listen); // reject a bad address before opening anything
+  if (opts.listen !== undefined) parseListen(opts.listen); // reject bad arguments before opening anything
+  if (opts.handshakeTimeout !== undefined) parseSeconds(opts.handshakeTimeout);
   const device = openDevice(path, opts.readOnly ?? false);
   const logger = createLogger();
   const exports: NbdExport[] = [{ name: '', device, readOnly: opts.readOnly }];
   if (opts.name) exports.push({ name: opts.name, device, readOnly: opts.readOnly });
-  const server = new NbdServer({ exports: staticExports(exports), logger });
+  const limits = opts.handshakeTimeout === undefined ? {} : { handshakeTimeoutMs: parseSeconds(opts.handshakeTimeout) * 1000 };
+  const server = new NbdServer({ exports: staticExports(exports), logger, limits });
   try {
     await listen(server, opts);
     logger.info({ path, size: device.size, name: opts.name ?? '' }, 'serving');
@@ -93,6 +102,7 @@ export function register(program: Command): void {
     .option('--name <name>', 'also serve the device under this export name')
     .option('--read-only', 'refuse writes (READ_ONLY flag; writes get EPERM)')
     .option('--listen <[host:]port>', 'also listen on TCP (host defaults to 127.0.0.1; [::1]:PORT for IPv6)')
+    .option('--handshake-timeout <seconds>', 'drop clients that have not finished negotiating by then (default 30)')
     .addHelpText('after', '\nExample:\n  nbdsnap serve disk.img --socket /tmp/disk.sock &\n  nbdinfo "nbd+unix:///?socket=/tmp/disk.sock"\n')
     .action(async (path: string, opts: ServeOptions) => serve(path, opts));
 }
