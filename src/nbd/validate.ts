@@ -19,8 +19,10 @@ interface CommandRule {
   flags: number;
   /** Transmission flag that must have been advertised (0: none). */
   needs: number;
-  /** A write-type command: EPERM on read-only exports, ENOSPC past the end. */
+  /** A write-type command: EPERM on read-only exports. */
   writes: boolean;
+  /** Past the end: ENOSPC for commands that store data (WRITE, WRITE_ZEROES), else EINVAL. */
+  stores?: boolean;
   /** offset/length describe a range inside the export (false: both must be 0, or are ignored). */
   ranged: boolean;
   /** The length is a payload (READ data or WRITE data), capped by maxPayload. */
@@ -29,12 +31,12 @@ interface CommandRule {
 
 const RULES: Readonly<Record<number, CommandRule>> = {
   [Cmd.READ]: { flags: CmdFlag.DF, needs: 0, writes: false, ranged: true, payload: true },
-  [Cmd.WRITE]: { flags: 0, needs: 0, writes: true, ranged: true, payload: true },
+  [Cmd.WRITE]: { flags: 0, needs: 0, writes: true, stores: true, ranged: true, payload: true },
   [Cmd.FLUSH]: { flags: 0, needs: TxFlag.SEND_FLUSH, writes: false, ranged: false, payload: false },
   [Cmd.TRIM]: { flags: 0, needs: TxFlag.SEND_TRIM, writes: true, ranged: true, payload: false },
   [Cmd.CACHE]: { flags: 0, needs: TxFlag.SEND_CACHE, writes: false, ranged: true, payload: false },
   [Cmd.WRITE_ZEROES]: {
-    flags: CmdFlag.NO_HOLE | CmdFlag.FAST_ZERO, needs: TxFlag.SEND_WRITE_ZEROES, writes: true, ranged: true, payload: false,
+    flags: CmdFlag.NO_HOLE | CmdFlag.FAST_ZERO, needs: TxFlag.SEND_WRITE_ZEROES, writes: true, stores: true, ranged: true, payload: false,
   },
   [Cmd.BLOCK_STATUS]: { flags: CmdFlag.REQ_ONE, needs: 0, writes: false, ranged: true, payload: false },
 };
@@ -56,7 +58,7 @@ function checkRange(req: Request, rule: CommandRule, ctx: ValidationContext): Nb
   if (req.length === 0) return fail('zero-length request');
   if (rule.payload && req.length > ctx.maxPayload) return fail(`length ${req.length} exceeds ${ctx.maxPayload}`);
   if (req.offset + req.length > ctx.size) {
-    return fail(`${req.offset}+${req.length} is beyond the end (${ctx.size})`, rule.writes ? 'ENOSPC' : 'EINVAL');
+    return fail(`${req.offset}+${req.length} is beyond the end (${ctx.size})`, rule.stores ? 'ENOSPC' : 'EINVAL');
   }
   return undefined;
 }

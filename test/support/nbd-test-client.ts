@@ -55,7 +55,8 @@ export interface ChunkReply { flags: number; type: number; cookie: bigint; paylo
 
 export class RawClient {
   readonly socket: net.Socket;
-  private buffered: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private total = 0;
   private wake: (() => void) | undefined;
   private ended = false;
   readonly closed: Promise<void>;
@@ -63,7 +64,8 @@ export class RawClient {
   private constructor(socket: net.Socket) {
     this.socket = socket;
     socket.on('data', (d: Buffer) => {
-      this.buffered = Buffer.concat([this.buffered, d]);
+      this.chunks.push(d);
+      this.total += d.length;
       this.wake?.();
     });
     socket.on('error', () => {}); // the tests look at `closed` and at the bytes
@@ -89,17 +91,18 @@ export class RawClient {
   /** Exactly n bytes; rejects if the server closes first or after timeoutMs. */
   async read(n: number, timeoutMs = 10_000): Promise<Buffer> {
     const deadline = Date.now() + timeoutMs;
-    while (this.buffered.length < n) {
-      if (this.ended) throw new Error(`connection closed with ${this.buffered.length}/${n} bytes`);
-      if (Date.now() > deadline) throw new Error(`timeout waiting for ${n} bytes (have ${this.buffered.length})`);
+    while (this.total < n) {
+      if (this.ended) throw new Error(`connection closed with ${this.total}/${n} bytes`);
+      if (Date.now() > deadline) throw new Error(`timeout waiting for ${n} bytes (have ${this.total})`);
       await new Promise<void>((resolve) => {
         this.wake = resolve;
         setTimeout(resolve, 50);
       });
     }
-    const out = this.buffered.subarray(0, n);
-    this.buffered = this.buffered.subarray(n);
-    return Buffer.from(out);
+    const all = Buffer.concat(this.chunks);
+    this.chunks = all.length > n ? [all.subarray(n)] : [];
+    this.total -= n;
+    return all.subarray(0, n);
   }
 
   /** Resolves true if the server closes within timeoutMs (with no further bytes required). */
@@ -108,7 +111,7 @@ export class RawClient {
   }
 
   get pending(): number {
-    return this.buffered.length;
+    return this.total;
   }
 
   async readOptionReply(): Promise<OptionReply> {
