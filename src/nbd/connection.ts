@@ -73,8 +73,12 @@ export class NbdConnection {
   /** Finish in-flight requests and close; a connection still negotiating gets a short grace. */
   shutdown(): void {
     if (this.isClosed) return;
-    if (this.session) return this.session.shutdown();
-    this.after(this.deps.limits.shutdownGraceMs, () => this.socket.destroy());
+    const { shutdownGraceMs, shutdownTimeoutMs } = this.deps.limits;
+    this.after(this.session ? shutdownTimeoutMs : shutdownGraceMs, () => {
+      if (this.session) this.logger.warn('requests still in flight at the shutdown deadline, dropping connection');
+      this.socket.destroy();
+    });
+    this.session?.shutdown();
   }
 
   private async handshake(): Promise<void> {

@@ -19,6 +19,8 @@ export interface NbdLimits {
   maxInflightRequests: number;
   /** During close(), how long idle connections may still send one option or request. */
   shutdownGraceMs: number;
+  /** During close(), connections still busy after this long are dropped (a hung device). */
+  shutdownTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: NbdLimits = {
@@ -31,6 +33,7 @@ export const DEFAULT_LIMITS: NbdLimits = {
   maxInflightBytes: 64 * 1024 * 1024,
   maxInflightRequests: 256,
   shutdownGraceMs: 1000,
+  shutdownTimeoutMs: 30_000,
 };
 
 export function resolveLimits(partial: Partial<NbdLimits> = {}): NbdLimits {

@@ -108,7 +108,7 @@ export class NbdServer {
   private createServer(): net.Server {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 1 << 20 });
     server.on('connection', (socket) => this.accept(socket));
-    server.on('error', (err) => this.logger.error({ err }, 'listener error'));
+    server.once('listening', () => server.on('error', (err) => this.logger.error({ err }, 'listener error')));
     return server;
   }
 

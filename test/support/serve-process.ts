@@ -16,7 +16,7 @@ export interface ServeProcess {
   proc: ChildProcess;
   /** Everything the server wrote to stderr so far. */
   stderr(): string;
-  /** Send a signal and wait for exit. */
+  /** Send a signal (unless one was sent already) and wait for exit. */
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -78,7 +78,7 @@ export async function startServe(args: ServeArgs): Promise<ServeProcess> {
     uri: (name = '') => `nbd+unix:///${name}?socket=${socket}`,
     stderr: () => err,
     stop: async (signal = 'SIGTERM') => {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      if (proc.exitCode === null && proc.signalCode === null && !proc.killed) proc.kill(signal);
       return exited;
     },
   };

@@ -38,11 +38,13 @@ function openDevice(path: string, readOnly: boolean): FileDevice {
   }
 }
 
-function waitForSignal(): Promise<string> {
+/** Resolves on the first SIGINT/SIGTERM; later ones are logged and ignored while shutting down. */
+function waitForSignal(onRepeat: (signal: string) => void): Promise<string> {
   return new Promise((resolve) => {
+    let first: string | undefined;
     const onSignal = (signal: string): void => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      if (first !== undefined) return onRepeat(signal);
+      first = signal;
       resolve(signal);
     };
     process.on('SIGINT', onSignal);
@@ -80,7 +82,7 @@ export async function serve(path: string, opts: ServeOptions): Promise<void> {
   try {
     await listen(server, opts);
     logger.info({ path, size: device.size, name: opts.name ?? '' }, 'serving');
-    const signal = await waitForSignal();
+    const signal = await waitForSignal((again) => logger.warn({ signal: again }, 'already shutting down'));
     logger.info({ signal }, 'shutting down');
     await server.close();
   } finally {
