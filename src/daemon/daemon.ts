@@ -17,6 +17,7 @@ import { notifyReady, notifyStopping } from './notify.ts';
 import { Registry } from './registry.ts';
 import { repairCatalog } from './repair.ts';
 import { restoreAll } from './restore.ts';
+import { makeDirs } from './paths.ts';
 
 export const CATALOG_FILE = 'catalog.db';
 
@@ -40,7 +41,7 @@ export class Daemon {
 
   /** Start everything; resolves once every export is served and the control socket listens. */
   static async start(config: DaemonConfig, log: Logger): Promise<Daemon> {
-    fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    makeDirs(config.dataDir, 0o700);
     // Refuse early, before touching the catalog, if another daemon owns these sockets.
     await clearStaleSocket(config.controlSocket);
     await clearStaleSocket(config.nbdSocket);

@@ -52,3 +52,20 @@ export function checkUserPath(p: string, field: string, dataDir: string): Checke
   }
   return { realPath, identity: identityOf(st), isBlockDevice: st.isBlockDevice() };
 }
+
+/**
+ * mkdir -p with `mode` for the directories it creates. Not fs.mkdirSync({recursive}): on Node 24
+ * that loops forever when mkdir fails with ENOENT under an existing parent (e.g. in /proc).
+ */
+export function makeDirs(dir: string, mode: number): void {
+  try {
+    fs.mkdirSync(dir, { mode });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && fs.statSync(dir).isDirectory()) return;
+    const parent = path.dirname(dir);
+    if (code !== 'ENOENT' || parent === dir || fs.existsSync(parent)) throw err;
+    makeDirs(parent, mode);
+    fs.mkdirSync(dir, { mode });
+  }
+}

@@ -16,7 +16,7 @@ import type { ExceptionStore } from '../store/exception-store.ts';
 import type { DaemonContext } from './context.ts';
 import { ensureNameFree, ensurePathFree, toControlError } from './conflicts.ts';
 import { faultPoint } from './faults.ts';
-import { checkUserPath, pathIdentity } from './paths.ts';
+import { checkUserPath, makeDirs, pathIdentity } from './paths.ts';
 import type { OriginEntry, SnapshotEntry } from './registry.ts';
 
 export const DEFAULT_KIND = 'P';
@@ -38,7 +38,7 @@ function activeOrigin(ctx: DaemonContext, name: string): OriginEntry {
 function planCow(ctx: DaemonContext, origin: OriginEntry, req: CreateRequest): { cowPath: string; created: boolean } {
   if (req.sizeBytes !== undefined) {
     const cowDir = path.join(ctx.config.dataDir, 'cow');
-    fs.mkdirSync(cowDir, { recursive: true, mode: 0o700 });
+    makeDirs(cowDir, 0o700);
     const cowPath = path.join(cowDir, `${req.name}.cow`);
     if (fs.existsSync(cowPath)) throw new ControlError('EXISTS', `${cowPath} already exists (left over?); remove it or pass it with --cow`);
     return { cowPath, created: true };
@@ -74,7 +74,9 @@ export async function createSnapshot(ctx: DaemonContext, req: CreateRequest): Pr
     ctx.catalog.setSnapshotState(req.name, 'ready', made.store.chunkSectors);
     faultPoint('snapshot-create:after-ready');
   } catch (err) {
-    await undoCreate(ctx, origin, row, made);
+    // O_EXCL lost a race with someone else's file: that file is not ours to delete.
+    const ours = made.cow !== undefined || (err as NodeJS.ErrnoException).code !== 'EEXIST';
+    await undoCreate(ctx, origin, row, made, ours);
     throw toControlError(err, created ? `cannot create the COW ${cowPath}` : `cow ${cowPath}`);
   }
   const target = made.target;
@@ -92,13 +94,13 @@ interface Made {
   target?: Snapshot;
 }
 
-async function undoCreate(ctx: DaemonContext, origin: OriginEntry, row: SnapshotRow, made: Made): Promise<void> {
+async function undoCreate(ctx: DaemonContext, origin: OriginEntry, row: SnapshotRow, made: Made, cowIsOurs: boolean): Promise<void> {
   if (made.target) await origin.target!.removeSnapshot(made.target); // closes the store and the COW
   else {
     await made.store?.close();
     await made.cow?.close();
   }
-  if (row.cowCreated) fs.rmSync(row.cowPath, { force: true });
+  if (row.cowCreated && cowIsOurs) fs.rmSync(row.cowPath, { force: true });
   ctx.catalog.deleteSnapshot(row.name);
 }
 

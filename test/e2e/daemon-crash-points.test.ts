@@ -150,8 +150,10 @@ describe.concurrent('crash points', () => {
     try {
       let d = await startDaemon(w.dir, { env: { NBDSNAP_FAULT: c.point } });
       const r = await d.cli(...c.action(w));
+      const exit = await Promise.race([d.exited, new Promise((r) => setTimeout(r, 5000, 'still running'))]);
+      if (exit === 'still running') await d.stop('SIGKILL');
+      expect(exit, `the fault point ${c.point} was not reached`).toEqual({ code: null, signal: 'SIGKILL' });
       expect(r.code, r.stderr).toBe(UNREACHABLE);
-      expect(await d.exited).toEqual({ code: null, signal: 'SIGKILL' });
       d = await startDaemon(w.dir);
       try {
         await c.check(d, w);

@@ -9,6 +9,12 @@ import { callDaemon } from '../../src/control/client.ts';
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const BIN = path.join(ROOT, 'bin/nbdsnap');
 
+/** Daemons still running: killed when the test process exits, so a failed test leaks none. */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const proc of live) proc.kill('SIGKILL');
+});
+
 export function tempDir(prefix = 'daemon-e2e-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
@@ -73,6 +79,8 @@ export async function startDaemon(dir: string, opts: { env?: Record<string, stri
     env,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
   let logText = '';
   proc.stderr!.on('data', (b) => (logText += b));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));

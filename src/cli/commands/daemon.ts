@@ -53,9 +53,8 @@ export function register(program: Command): void {
         process.exitCode = await runDaemon(config);
       } catch (err) {
         if (err instanceof SocketInUseError) throw new CliError(err.message, ExitCode.BUSY);
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code) throw new CliError(`cannot start: ${(err as Error).message}`, ExitCode.FAILURE, { cause: err });
-        throw err;
+        // One line for the admin (the log has the details): a bad catalog, an unwritable data dir...
+        throw new CliError(`cannot start the daemon: ${err instanceof Error ? err.message : String(err)}`, ExitCode.FAILURE, { cause: err });
       }
     });
 }
