@@ -42,8 +42,12 @@ export interface DaemonHandle {
 
 /** Run bin/nbdsnap with `args`; env adds to (and may unset with undefined) the test's environment. */
 export function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+  return run(BIN, args, env);
+}
+
+function run(cmd: string, args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(BIN, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (b) => (stdout += b));
@@ -110,18 +114,6 @@ export async function startDaemon(dir: string, opts: { env?: Record<string, stri
 
 export function nbdUri(d: DaemonHandle, name: string): string {
   return `nbd+unix:///${name}?socket=${d.nbdSocket}`;
-}
-
-function run(cmd: string, args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b) => (stdout += b));
-    child.stderr.on('data', (b) => (stderr += b));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
 }
 
 /** Write `length` bytes of `pattern` at `offset` through the export (qemu-io, flushed on close). */
