@@ -89,7 +89,12 @@ export async function startDaemon(dir: string, opts: { env?: Record<string, stri
   proc.stderr!.on('data', (b) => (logText += b));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   const log = () => logText;
-  await waitReady(control, exited, log);
+  try {
+    await waitReady(control, exited, log);
+  } catch (err) {
+    proc.kill('SIGKILL');
+    throw err;
+  }
   const cli = (...args: string[]) => runCli([...args, '--control', control]);
   return {
     dir,
