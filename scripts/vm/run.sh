@@ -27,6 +27,8 @@ cache=${NBDSNAP_VM_CACHE:-$root/.cache/vm}
 
 timeout_s=600
 mem_mb=${NBDSNAP_VM_MEM:-3072}
+cpu=${NBDSNAP_VM_CPU:-max}
+smp=${NBDSNAP_VM_SMP:-$(nproc)}
 timestamps=0
 keep=0
 console=0
@@ -216,7 +218,7 @@ trap cleanup EXIT
 t0=$(now)
 timeout --signal=TERM --kill-after=10 "$timeout_s" \
   qemu-system-x86_64 \
-    -accel tcg,thread=multi -cpu max -m "$mem_mb" -smp "$(nproc)" \
+    -accel tcg,thread=multi -cpu "$cpu" -m "$mem_mb" -smp "$smp" \
     -nodefaults -no-user-config -display none -no-reboot -nic none \
     -serial "file:$share/console.log" -monitor none \
     -kernel "$vmlinuz" -initrd "$initrd" \

@@ -13,15 +13,19 @@ export interface RunResult {
   code: number;
   stdout: string;
   stderr: string;
+  /** "exit N", "killed by SIGTERM" or "timed out after S s" */
+  why: string;
 }
 
 /** Runs a command to completion; throws with its stderr unless allowFail. */
 export function run(cmd: string, args: string[], opts: { allowFail?: boolean; timeoutMs?: number } = {}): RunResult {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: opts.timeoutMs ?? 180_000, maxBuffer: 64 << 20 });
-  if (r.error) throw new Error(`${cmd} ${args.join(' ')}: ${r.error.message}`);
-  const res: RunResult = { code: r.status ?? 128, stdout: r.stdout, stderr: r.stderr };
+  const timeoutMs = opts.timeoutMs ?? 180_000;
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 });
+  const timedOut = (r.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT';
+  if (r.error && !timedOut) throw new Error(`${cmd} ${args.join(' ')}: ${r.error.message}`);
+  const why = timedOut ? `timed out after ${timeoutMs / 1000} s` : r.signal ? `killed by ${r.signal}` : `exit ${r.status}`;
+  const res: RunResult = { code: r.status ?? 128, stdout: r.stdout ?? '', stderr: r.stderr ?? '', why };
   if (res.code !== 0 && !opts.allowFail) {
-    const why = r.signal ? `killed by ${r.signal}` : `exit ${res.code}`;
     throw new Error(`${cmd} ${args.join(' ')}: ${why}: ${(res.stderr || res.stdout).trim().split('\n').slice(-5).join(' | ')}`);
   }
   return res;
@@ -129,6 +133,13 @@ export function daemonUnavailableReason(): string | null {
   return availability;
 }
 
+const liveDaemons = new Set<NbdsnapDaemon>();
+
+/** Stops every daemon this process started and has not stopped yet. */
+export async function stopAllDaemons(): Promise<void> {
+  for (const d of [...liveDaemons]) await d.stop().catch(() => undefined);
+}
+
 export class NbdsnapDaemon {
   readonly nbdSocket: string;
   readonly control: string;
@@ -137,8 +148,10 @@ export class NbdsnapDaemon {
   private exited: string | null = null;
   readonly dir: string;
 
+  /** `dir` holds the data dir, sockets and log; it must not be shared with another daemon. */
   constructor(dir: string) {
     this.dir = dir;
+    fs.mkdirSync(dir, { recursive: true });
     this.nbdSocket = path.join(dir, 'nbd.sock');
     this.control = path.join(dir, 'control.sock');
     this.log = path.join(dir, 'daemon.log');
@@ -156,6 +169,7 @@ export class NbdsnapDaemon {
     });
     fs.closeSync(log);
     this.child = child;
+    liveDaemons.add(this);
     child.on('exit', (code, signal) => {
       this.exited = signal ? `killed by ${signal}` : `exit ${code}`;
     });
@@ -184,7 +198,8 @@ export class NbdsnapDaemon {
   cli(...args: string[]): string {
     const r = run(nbdsnapBin, [...args, '--control', this.control], { allowFail: true });
     if (r.code !== 0) {
-      throw new Error(`nbdsnap ${args.join(' ')}: exit ${r.code}: ${(r.stderr || r.stdout).trim()}${this.exited ? ` (daemon ${this.exited}: ${this.logTail()})` : ''}`);
+      throw new Error(`nbdsnap ${args.join(' ')}: ${r.why}: ${(r.stderr || r.stdout).trim()}` +
+        ` (daemon ${this.exited ?? 'running'}; its log ends: ${this.logTail(3)})`);
     }
     return r.stdout;
   }
@@ -194,6 +209,7 @@ export class NbdsnapDaemon {
     const child = this.child;
     if (!child) return;
     this.child = null;
+    liveDaemons.delete(this);
     if (this.exited === null) {
       child.kill('SIGTERM');
       try {
@@ -210,8 +226,9 @@ export class NbdsnapDaemon {
   }
 }
 
-/** Best-effort cleanup between tests: nbd, device-mapper and loop devices left behind. */
+/** Best-effort cleanup between tests: daemons, nbd, device-mapper and loop devices left behind. */
 export async function resetDevices(): Promise<void> {
+  await stopAllDaemons();
   for (let i = 0; i < 16; i++) {
     const dev = `/dev/nbd${i}`;
     if (fs.existsSync(dev) && nbdConnected(dev)) run('nbd-client', ['-d', dev], { allowFail: true });

@@ -74,6 +74,15 @@ export class KernelBackend implements Backend {
   }
 
   async activate(layout: Layout, files: Files): Promise<Devices> {
+    try {
+      return this.create(layout, files);
+    } catch (err) {
+      await this.deactivate().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private create(layout: Layout, files: Files): Devices {
     const sectors = sectorsOf(files.origin);
     const originLoop = loopAttach(files.origin);
     this.loops.push(originLoop);
@@ -131,13 +140,23 @@ export class NbdsnapBackend implements Backend {
   private attached: string[] = [];
   private readonly opts: NbdsnapBackendOptions;
 
-  constructor(dir: string, opts: NbdsnapBackendOptions = {}) {
-    fs.mkdirSync(dir, { recursive: true });
-    this.daemon = new NbdsnapDaemon(dir);
+  /** The daemon gets a new directory (data dir, sockets, log) under `parent`. */
+  constructor(parent: string, opts: NbdsnapBackendOptions = {}) {
+    fs.mkdirSync(parent, { recursive: true });
+    this.daemon = new NbdsnapDaemon(fs.mkdtempSync(path.join(parent, 'daemon-')));
     this.opts = opts;
   }
 
   async activate(layout: Layout, files: Files): Promise<Devices> {
+    try {
+      return await this.serve(layout, files);
+    } catch (err) {
+      await this.deactivate().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async serve(layout: Layout, files: Files): Promise<Devices> {
     if (!this.daemon.running) await this.daemon.start();
     const d = this.daemon;
     d.cli('origin', 'add', layout.origin, files.origin);

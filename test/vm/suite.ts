@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import {
   DaemonUnavailable, NbdsnapDaemon, daemonUnavailableReason, freeNbd, freshDir, nbdAttach, nbdDetach,
-  nbdSectors, projectRoot, resetDevices, run, waitFor, zeroFile,
+  nbdSectors, projectRoot, resetDevices, run, stopAllDaemons, waitFor, zeroFile,
 } from './guest.ts';
 import {
   KernelBackend, NbdsnapBackend, blankFiles, diffRecords, differentialLayout, expectedSha, firstDifference,
@@ -48,6 +48,8 @@ interface Context {
   kernelDiff?: HalfResult;
   nbdsnapDiff?: HalfResult;
   kernelOverflow?: HalfResult;
+  /** Runs the named test first unless it already ran; throws unless it passed. */
+  prerequisite(name: string): Promise<void>;
 }
 
 interface TestCase {
@@ -125,9 +127,9 @@ function fixtureLayout(meta: FixtureMeta): Layout {
 }
 
 /** Replays a shared/fixtures workload on `backend` and checks it against the recorded results. */
-async function replayFixture(backend: () => Backend, dir: string): Promise<void> {
+async function replayFixture(backend: () => Backend, dir: string, fixtures: string[]): Promise<void> {
   if (!fs.existsSync(path.join(fixturesDir, 'README.md'))) throw new Skip(`no fixtures in ${fixturesDir} (set NBDSNAP_FIXTURES)`);
-  for (const name of ['small-cs16', 'transient-cs16', 'overflow-cs8', 'multiarea-cs8']) {
+  for (const name of fixtures) {
     const meta = JSON.parse(fs.readFileSync(path.join(fixturesDir, `${name}.json`), 'utf8')) as FixtureMeta;
     const listed = fs.readFileSync(path.join(fixturesDir, `${name}.writes.jsonl`), 'utf8').trim().split('\n').length;
     const overflow = meta.status_after === 'Invalid';
@@ -252,10 +254,11 @@ async function nbdsnapFilesystem(_ctx: Context, dir: string): Promise<void> {
     write(mo, 'a', 'phase 2 a');
     write(mo, 'c', 'phase 2 c');
     run('sync', []);
-    snapshotWhileMounted(['fss2', '--origin', 'fso', '--size', String(16 << 20), '--persistent', 'N', '--chunk-size', '16']);
+    snapshotWhileMounted(['fss2', '--origin', 'fso', '--size', '16M', '--persistent', 'N', '--chunk-size', '16']);
     fs.rmSync(path.join(mo, 'b'));
     write(mo, 'd', 'phase 3 d');
     run('sync', []);
+    log('ext4 written in 3 phases, snapshots fss1 (P 8) and fss2 (N 16) taken while mounted and frozen');
     const dev1 = await attach('fss1');
     const dev2 = await attach('fss2');
     run('e2fsck', ['-fn', dev1]);
@@ -296,9 +299,9 @@ async function nbdsnapFilesystem(_ctx: Context, dir: string): Promise<void> {
 
 async function nbdsnapDifferential(ctx: Context, dir: string): Promise<void> {
   requireDaemon();
-  const k = ctx.kernelDiff;
-  if (!k) throw new Error('needs the result of kernel-differential, which did not pass');
-  const half = await runWorkloadHalf(new NbdsnapBackend(path.join(dir, 'daemon')), k.layout, dir, { seed, writes: differentialWrites });
+  await ctx.prerequisite('kernel-differential');
+  const k = ctx.kernelDiff!;
+  const half = await runWorkloadHalf(new NbdsnapBackend(dir), k.layout, dir, { seed, writes: differentialWrites });
   ctx.nbdsnapDiff = half;
   const problems = [
     ...diffRecords('device', half.deviceSha, k.deviceSha, ['nbdsnap', 'kernel']),
@@ -329,8 +332,8 @@ function persistentOnly(layout: Layout, files: Files, dir: string): { layout: La
 
 async function crossNbdsnapToKernel(ctx: Context, dir: string): Promise<void> {
   requireDaemon();
-  const n = ctx.nbdsnapDiff;
-  if (!n) throw new Error('needs the result of nbdsnap-differential, which did not pass');
+  await ctx.prerequisite('nbdsnap-differential');
+  const n = ctx.nbdsnapDiff!;
   const { layout, files } = persistentOnly(n.layout, n.files, dir);
   const got = await readBack(new KernelBackend('kx'), layout, files);
   const want = Object.fromEntries(Object.keys(got.deviceSha).map((t) => [t, n.deviceSha[t]]));
@@ -343,11 +346,11 @@ async function crossNbdsnapToKernel(ctx: Context, dir: string): Promise<void> {
 
 async function crossKernelToNbdsnap(ctx: Context, dir: string): Promise<void> {
   requireDaemon();
-  const k = ctx.kernelDiff;
-  if (!k) throw new Error('needs the result of kernel-differential, which did not pass');
+  await ctx.prerequisite('kernel-differential');
+  const k = ctx.kernelDiff!;
   const { layout, files } = persistentOnly(k.layout, k.files, dir);
   const problems: string[] = [];
-  const got = await readBack(new NbdsnapBackend(path.join(dir, 'daemon-read')), layout, files);
+  const got = await readBack(new NbdsnapBackend(dir), layout, files);
   const want = Object.fromEntries(Object.keys(got.deviceSha).map((t) => [t, k.deviceSha[t]]));
   problems.push(...diffRecords('device', got.deviceSha, want, ['nbdsnap', 'kernel']));
   problems.push(...diffRecords('status', got.status, Object.fromEntries(layout.snapshots.map((s) => [s.name, k.status[s.name]])), ['nbdsnap', 'kernel']));
@@ -358,7 +361,7 @@ async function crossKernelToNbdsnap(ctx: Context, dir: string): Promise<void> {
     new ImageModel(patternImage(k.layout.sectors), k.layout.snapshots.map((s) => s.name)).apply(k.ops),
     layout.snapshots.map((s) => s.name),
   );
-  const more = await runWorkloadHalf(new NbdsnapBackend(path.join(dir, 'daemon-write')), layout, dir,
+  const more = await runWorkloadHalf(new NbdsnapBackend(dir), layout, dir,
     { seed: seed + 1, writes: 100, firstSeq: differentialWrites }, files);
   const expected = expectedSha(layout, more.ops, model);
   problems.push(...diffRecords('after new writes: device', more.deviceSha, expected, ['nbdsnap', 'model']));
@@ -373,14 +376,18 @@ async function crossKernelToNbdsnap(ctx: Context, dir: string): Promise<void> {
 
 async function nbdsnapOverflow(ctx: Context, dir: string): Promise<void> {
   requireDaemon();
-  const half = await overflowScenario(() => new NbdsnapBackend(path.join(dir, 'daemon')), dir);
-  const k = ctx.kernelOverflow;
-  if (k) fail(diffRecords('origin', { o: half.deviceSha[ORIGIN] }, { o: k.deviceSha[ORIGIN] }, ['nbdsnap', 'kernel']));
+  await ctx.prerequisite('kernel-overflow');
+  const half = await overflowScenario(() => new NbdsnapBackend(dir), dir);
+  const k = ctx.kernelOverflow!;
+  fail(diffRecords('origin', { o: half.deviceSha[ORIGIN] }, { o: k.deviceSha[ORIGIN] }, ['nbdsnap', 'kernel']));
 }
 
 const tests: TestCase[] = [
   { name: 'kernel-nbd-smoke', daemon: false, run: nbdSmoke },
-  { name: 'kernel-fixture-replay', daemon: false, run: (_c, d) => replayFixture(() => new KernelBackend('kf'), d) },
+  {
+    name: 'kernel-fixture-replay', daemon: false,
+    run: (_c, d) => replayFixture(() => new KernelBackend('kf'), d, ['small-cs16', 'transient-cs16', 'overflow-cs8', 'multiarea-cs8']),
+  },
   { name: 'kernel-differential', daemon: false, run: kernelDifferential },
   {
     name: 'kernel-overflow', daemon: false,
@@ -393,7 +400,9 @@ const tests: TestCase[] = [
   { name: 'nbdsnap-overflow', daemon: true, run: nbdsnapOverflow },
   {
     name: 'nbdsnap-fixture-replay', daemon: true,
-    run: async (_c, d) => { requireDaemon(); await replayFixture(() => new NbdsnapBackend(path.join(d, 'daemon')), d); },
+    // The transient and multi-area cases are covered by nbdsnap-differential; these two add
+    // partial chunks at cs=16 and an overflow caused by a snapshot write.
+    run: async (_c, d) => { requireDaemon(); await replayFixture(() => new NbdsnapBackend(d), d, ['small-cs16', 'overflow-cs8']); },
   },
 ];
 
@@ -405,6 +414,8 @@ function unmountAll(): void {
     run('umount', ['-l', m], { allowFail: true });
   }
 }
+
+type Outcome = 'pass' | 'fail' | 'skip';
 
 async function main(argv: string[]): Promise<number> {
   if (argv.includes('--list')) {
@@ -421,46 +432,51 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`no test matches ${argv.join(' ')} (see --list)\n`);
     return 2;
   }
-  const ctx: Context = {};
-  const counts = { passed: 0, failed: 0, skipped: 0 };
-  const results: { name: string; result: string; detail?: string }[] = [];
-  for (const t of selected) {
-    if (t.daemon && onlyKernel) {
-      process.stdout.write(`SKIP ${t.name}: NBDSNAP_VM_ONLY_KERNEL=1\n`);
-      counts.skipped++;
-      results.push({ name: t.name, result: 'skip' });
-      continue;
-    }
+  const outcomes = new Map<string, { result: Outcome; detail?: string }>();
+  const report = (name: string, result: Outcome, detail?: string): Outcome => {
+    outcomes.set(name, { result, detail });
+    process.stdout.write(`${result.toUpperCase()} ${name}${detail ? `: ${detail}` : ''}\n`);
+    return result;
+  };
+  const runOne = async (t: TestCase): Promise<Outcome> => {
+    const done = outcomes.get(t.name);
+    if (done) return done.result;
+    if (t.daemon && onlyKernel) return report(t.name, 'skip', 'NBDSNAP_VM_ONLY_KERNEL=1');
     process.stdout.write(`RUN  ${t.name}\n`);
     const dir = freshDir(path.join(workRoot, t.name));
     try {
-      await t.run(ctx, dir);
-      process.stdout.write(`PASS ${t.name}\n`);
-      counts.passed++;
-      results.push({ name: t.name, result: 'pass' });
-      fs.rmSync(dir, { recursive: true, force: true });
+      await t.run(ctx, dir); // the directory stays: later tests read the files of earlier ones
+      return report(t.name, 'pass');
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
-      if (err instanceof Skip) {
-        process.stdout.write(`SKIP ${t.name}: ${msg}\n`);
-        counts.skipped++;
-        results.push({ name: t.name, result: 'skip', detail: msg });
-      } else {
-        process.stdout.write(`FAIL ${t.name}: ${msg}\n`);
-        if (!(err instanceof DaemonUnavailable) && err instanceof Error && err.stack) {
-          log(err.stack.split('\n').slice(1, 4).join('\n  '));
-        }
-        counts.failed++;
-        results.push({ name: t.name, result: 'fail', detail: msg });
+      if (err instanceof Skip) return report(t.name, 'skip', msg);
+      report(t.name, 'fail', msg);
+      if (!(err instanceof DaemonUnavailable) && err instanceof Error && err.stack) {
+        log(err.stack.split('\n').slice(1, 4).join('\n  '));
       }
       unmountAll();
       await resetDevices();
+      return 'fail';
     }
-  }
+  };
+  const ctx: Context = {
+    async prerequisite(name) {
+      const t = tests.find((x) => x.name === name);
+      if (!t) throw new Error(`no test ${name}`);
+      if (!outcomes.has(name)) log(`running ${name} first`);
+      const r = await runOne(t);
+      if (r !== 'pass') throw new Error(`prerequisite ${name} did not pass`);
+    },
+  };
+  for (const t of selected) await runOne(t);
+  await stopAllDaemons();
+  const all = [...outcomes.entries()].map(([name, o]) => ({ name, ...o }));
+  const count = (r: Outcome): number => all.filter((o) => o.result === r).length;
   const share = process.env.NBDSNAP_VM_SHARE;
-  if (share && fs.existsSync(share)) fs.writeFileSync(path.join(share, 'results.json'), JSON.stringify({ seed, results }, null, 1));
-  process.stdout.write(`${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped\n`);
-  return counts.failed > 0 ? 1 : 0;
+  if (share && fs.existsSync(share)) fs.writeFileSync(path.join(share, 'results.json'), JSON.stringify({ seed, results: all }, null, 1));
+  process.stdout.write(`${count('pass')} passed, ${count('fail')} failed, ${count('skip')} skipped\n`);
+  return count('fail') > 0 ? 1 : 0;
 }
 
-process.exitCode = await main(process.argv.slice(2));
+// Exit explicitly: a child left behind by a failed test must not keep the guest up.
+process.exit(await main(process.argv.slice(2)));
