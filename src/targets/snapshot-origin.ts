@@ -91,7 +91,7 @@ export class SnapshotOrigin implements BlockDevice {
     return this.next.flush();
   }
 
-  async trim(): Promise<void> {
+  async trim(_length: number, _offset: number): Promise<void> {
     throw new BlockError('ENOTSUP', 'the origin does not support discard (it would bypass copy-on-write)');
   }
 

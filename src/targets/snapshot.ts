@@ -52,8 +52,8 @@ export class Snapshot implements BlockDevice {
     this.blockSize = Math.max(source.blockSize, store.cow.blockSize);
     this.chunkBytes = store.chunkBytes;
     this.log = opts.logger ?? silentLogger();
-    this.table = new ExceptionTable();
-    store.load((oldChunk, newChunk) => this.table.insert(oldChunk, newChunk));
+    this.table = new ExceptionTable(store.recordCount);
+    this.table.insertAll((add) => store.load(add));
   }
 
   /** Number of completed exceptions. */
@@ -116,7 +116,7 @@ export class Snapshot implements BlockDevice {
     await this.store.cow.flush();
   }
 
-  async trim(): Promise<void> {
+  async trim(_length: number, _offset: number): Promise<void> {
     throw new BlockError('ENOTSUP', 'snapshots do not support discard');
   }
 
