@@ -226,12 +226,18 @@ describe('NBD transmission checklist', () => {
     d.destroy();
   });
 
-  it('30: EOF in the middle of a WRITE payload: the server stays up and other connections work', async () => {
+  it('30: EOF in the middle of a WRITE payload, a header, or with reads in flight: the server stays up', async () => {
     const other = await RawClient.open(rw.socket);
     const c = await RawClient.open(rw.socket);
     c.send(request(CMD.WRITE, { offset: 0, length: 65536 }), Buffer.alloc(1000, 0x42));
     c.end();
     await c.closed;
+    const gone = await RawClient.open(rw.socket); // hangs up with 50 reads in flight
+    gone.send(Buffer.concat(Array.from({ length: 50 }, (_, i) => request(CMD.READ, { cookie: i, offset: i * MiB, length: MiB }))));
+    gone.destroy();
+    const half = await RawClient.open(rw.socket); // hangs up in the middle of a request header
+    half.send(request(CMD.READ, { length: 512 }).subarray(0, 13));
+    half.destroy();
     expect((await readSimple(other, 0, 4096)).equals(INITIAL.subarray(0, 4096))).toBe(true);
     const fresh = await RawClient.open(rw.socket);
     expect((await readSimple(fresh, 0, 512)).equals(INITIAL.subarray(0, 512))).toBe(true);
