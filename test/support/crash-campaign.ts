@@ -1,0 +1,142 @@
+// The SIGKILL campaign against the real daemon (spawned by daemon-harness): an origin file with
+// P, PO and N snapshots, a random workload over several NBD connections per export, snapshot
+// creation in the middle of the workload, SIGKILL after a random delay, raw consistency check of
+// every COW file, restart, then every export read in full and compared with the CrashModel.
+// Shared by test/crash/sigkill.test.ts (CI size) and scripts/crash-campaign.ts (long mode).
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { callDaemon } from '../../src/control/client.ts';
+import type { SnapshotKind } from '../../src/control/api.ts';
+import { startDaemon, tempDir, type DaemonHandle } from './daemon-harness.ts';
+import { CrashModel } from './crash-model.ts';
+import { NbdEndpoint } from './crash-endpoint.ts';
+import { SECTOR, taggedBuffer } from './crash-pattern.ts';
+import { checkCowImage } from './crash-cow-check.ts';
+import { Workload, type WorkloadCounts } from './crash-workload.ts';
+import { makeRng, type Rng } from './prng.ts';
+import { killCycle } from './crash-campaign-cycle.ts';
+
+export interface CampaignOptions {
+  kills: number;
+  seed: number;
+  originBytes?: number;
+  workers?: number;
+  /** Progress lines (one per kill). */
+  log?: (line: string) => void;
+}
+
+export interface CampaignResult {
+  kills: number;
+  failures: string[];
+  /** Sectors that held neither their guaranteed value nor a later write (the honest "lost" count). */
+  lostSectors: number;
+  counts: WorkloadCounts;
+  snapshotsCreated: number;
+  createsInterrupted: number;
+  cowRecordsChecked: number;
+  nSnapshotsReportedFailed: number;
+}
+
+interface SnapInfo {
+  kind: SnapshotKind;
+  chunkSectors: number;
+}
+
+export const ORIGIN = 'origin';
+
+export class Campaign {
+  readonly opts: CampaignOptions;
+  readonly result: CampaignResult;
+  readonly rng: Rng;
+  readonly model: CrashModel;
+  readonly workload: Workload;
+  readonly snaps = new Map<string, SnapInfo>();
+  /** Snapshots asked for whose create has not been confirmed (the daemon may have died meanwhile). */
+  readonly unconfirmed = new Set<string>();
+  readonly dir = tempDir('crash-');
+  readonly originBytes: number;
+  d!: DaemonHandle;
+  private counter = 0;
+
+  constructor(opts: CampaignOptions) {
+    this.opts = opts;
+    this.rng = makeRng(opts.seed);
+    this.originBytes = opts.originBytes ?? 2 << 20;
+    this.model = new CrashModel(this.originBytes / SECTOR, true);
+    this.workload = new Workload(this.model, this.rng);
+    this.result = { kills: 0, failures: [], lostSectors: 0, counts: this.workload.counts, snapshotsCreated: 0, createsInterrupted: 0, cowRecordsChecked: 0, nSnapshotsReportedFailed: 0 };
+  }
+
+  async setup(): Promise<void> {
+    const file = path.join(this.dir, 'origin.img');
+    await fs.writeFile(file, taggedBuffer(0, this.originBytes / SECTOR, 0));
+    this.d = await startDaemon(this.dir);
+    await callDaemon(this.d.control, { op: 'origin.add', name: ORIGIN, path: file });
+    this.model.addDevice(ORIGIN);
+    for (const kind of ['P', 'PO', 'N'] as const) await this.createSnapshot(kind);
+  }
+
+  /** Create a snapshot through the CLI; the origin must be quiescent. Returns false if the daemon died meanwhile. */
+  async createSnapshot(kind: SnapshotKind): Promise<boolean> {
+    const name = `${kind.toLowerCase()}${this.counter++}`;
+    const chunkSectors = this.rng.pick([8, 16, 32]);
+    this.model.addSnapshot(name, ORIGIN); // the point in time: nothing is writing to the origin now
+    this.snaps.set(name, { kind, chunkSectors });
+    this.unconfirmed.add(name);
+    const cowSize = `${Math.ceil((this.originBytes * 1.1) / 1024) + 64}K`;
+    const r = await this.d.cli('snapshot', 'create', name, '--origin', ORIGIN, '--size', cowSize, '--persistent', kind, '--chunk-size', String(chunkSectors));
+    if (r.code !== 0) {
+      if (!this.workload.stopped) this.result.failures.push(`snapshot create ${name} failed: ${r.stderr}`);
+      return false;
+    }
+    this.unconfirmed.delete(name);
+    this.result.snapshotsCreated++;
+    return true;
+  }
+
+  async connectAll(): Promise<void> {
+    for (const name of this.model.names) {
+      const connections = name === ORIGIN ? 3 : 1;
+      for (let i = 0; i < connections; i++) this.workload.connect(name, await NbdEndpoint.open(this.d.nbdSocket, name));
+    }
+  }
+
+  /** Snapshot creation racing with the workload: origin writes drained first, the rest goes on. */
+  async createDuringLoad(delayMs: number): Promise<void> {
+    await sleep(delayMs);
+    await this.workload.quiesce(ORIGIN);
+    try {
+      const before = new Set(this.model.names);
+      if (await this.createSnapshot(this.rng.pick(['P', 'PO'] as const))) {
+        const name = this.model.names.find((n) => !before.has(n))!;
+        this.workload.connect(name, await NbdEndpoint.open(this.d.nbdSocket, name));
+      }
+    } catch {
+      // The daemon was killed while the new export was being opened: the restart sorts it out.
+    } finally {
+      this.workload.resume(ORIGIN);
+    }
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Run the campaign: setup, then `kills` cycles of load, SIGKILL, check, restart, verify. */
+export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult> {
+  const c = new Campaign(opts);
+  try {
+    await c.setup();
+    while (c.result.kills < opts.kills && c.result.failures.length === 0) {
+      await killCycle(c);
+      opts.log?.(`kill ${c.result.kills}: snapshots ${c.model.names.filter((n) => n !== ORIGIN).join(' ')}; ${JSON.stringify(c.result.counts)}`);
+    }
+    await c.d.stop();
+  } finally {
+    if (c.d && c.d.proc.exitCode === null && c.d.proc.signalCode === null) c.d.proc.kill('SIGKILL');
+    if (c.result.failures.length === 0) await fs.rm(c.dir, { recursive: true, force: true });
+    else opts.log?.(`kept ${c.dir} for inspection`);
+  }
+  return c.result;
+}
