@@ -48,8 +48,11 @@ export class ByteQueue {
     }
   }
 
-  /** Remove and return exactly n bytes; the caller checks `length >= n` first. */
-  take(n: number): Buffer {
+  /**
+   * Remove and return exactly n bytes; the caller checks `length >= n` first. When the bytes
+   * span chunks they are copied into `alloc(n)` (default Buffer.allocUnsafe).
+   */
+  take(n: number, alloc: (n: number) => Buffer = Buffer.allocUnsafe): Buffer {
     if (n > this.total) throw new RangeError(`take(${n}) with ${this.total} bytes queued`);
     if (n === 0) return Buffer.alloc(0);
     const first = this.chunks[0];
@@ -58,7 +61,7 @@ export class ByteQueue {
       this.advance(n);
       return out;
     }
-    const out = Buffer.allocUnsafe(n);
+    const out = alloc(n);
     let filled = 0;
     while (filled < n) {
       const chunk = this.chunks[0];

@@ -5,6 +5,7 @@ import type { BlockDevice, Extent } from '../block/device.ts';
 import {
   encodeBlockStatusChunk, encodeSimpleReply, readReplyHeaderSize, writeReadReplyHeader, type Request,
 } from './codec.ts';
+import { ioBuffers } from './buffer-pool.ts';
 import { BASE_ALLOCATION_ID } from './handshake.ts';
 import { Cmd, CmdFlag } from './wire.ts';
 
@@ -12,8 +13,8 @@ import { Cmd, CmdFlag } from './wire.ts';
 export interface CommandTarget {
   readonly device: BlockDevice;
   readonly structured: boolean;
-  /** Queue one complete reply (header and payload in one buffer) on the socket. */
-  send(buf: Buffer): void;
+  /** Queue one complete reply (header and payload in one buffer); `flushed` runs once the socket no longer needs it. */
+  send(buf: Buffer, flushed?: () => void): void;
 }
 
 type Handler = (t: CommandTarget, req: Request, payload: Buffer | undefined) => Promise<void> | void;
@@ -29,15 +30,19 @@ function ok(t: CommandTarget, req: Request): void {
 /** READ: the device fills the buffer right behind the reply header, sent as one write. */
 function read(t: CommandTarget, req: Request): Promise<void> {
   const headerSize = readReplyHeaderSize(t.structured);
-  const buf = Buffer.allocUnsafe(headerSize + req.length);
+  const buf = ioBuffers.acquire(headerSize + req.length);
   return t.device.read(buf.subarray(headerSize), req.offset).then(() => {
     writeReadReplyHeader(buf, t.structured, req.cookie, req.offset, req.length);
-    t.send(buf);
+    t.send(buf, () => ioBuffers.release(buf));
   });
 }
 
+/** The payload goes back to the pool only after a successful write (a failed device may still hold it). */
 function write(t: CommandTarget, req: Request, payload: Buffer | undefined): Promise<void> {
-  return t.device.write(payload!, req.offset, fua(req)).then(() => ok(t, req));
+  return t.device.write(payload!, req.offset, fua(req)).then(() => {
+    ioBuffers.release(payload!);
+    ok(t, req);
+  });
 }
 
 async function flush(t: CommandTarget, req: Request): Promise<void> {

@@ -4,6 +4,7 @@
 import type { ByteQueue } from './byte-queue.ts';
 import { decodeRequest, type Request } from './codec.ts';
 import { ProtocolError, type NbdError } from './errno.ts';
+import { ioBuffers } from './buffer-pool.ts';
 import { Cmd, REQUEST_MAGIC, Size } from './wire.ts';
 
 export type ReaderItem =
@@ -54,6 +55,6 @@ export class RequestReader {
     }
     if (this.queue.length < p.left) return undefined;
     this.pending = undefined;
-    return { req: p.req, payload: this.queue.take(p.left) };
+    return { req: p.req, payload: this.queue.take(p.left, (n) => ioBuffers.acquire(n)) };
   }
 }

@@ -89,14 +89,15 @@ export class TransmissionSession implements CommandTarget {
     this.socket.destroy();
   }
 
-  send(buf: Buffer): void {
+  send(buf: Buffer, flushed?: () => void): void {
     if (this.dead) return;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       setImmediate(this.uncork);
     }
-    this.socket.write(buf);
+    if (flushed) this.socket.write(buf, (err) => err || flushed());
+    else this.socket.write(buf);
   }
 
   private blocked(): boolean {
