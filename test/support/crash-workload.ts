@@ -30,6 +30,7 @@ export class Workload {
   private readonly busy = new Set<Busy>();
   private readonly paused = new Set<string>();
   private halted = false;
+  private frozen = false;
   private idle: (() => void) | undefined;
 
   constructor(model: CrashModel, rng: Rng) {
@@ -49,6 +50,7 @@ export class Workload {
   /** Run `workers` concurrent loops until stop(); resolves when all have ended. */
   async run(workers: number): Promise<void> {
     this.halted = false;
+    this.frozen = false;
     await Promise.all(Array.from({ length: workers }, () => this.worker()));
   }
 
@@ -56,9 +58,14 @@ export class Workload {
     return this.halted;
   }
 
-  /** Stop issuing requests; from now on request errors are expected (a crash follows). */
-  stop(): void {
+  /**
+   * Stop issuing requests; from now on request errors are expected (a crash follows). `freeze`:
+   * the crash has already happened (a simulated power cut), so completions from now on are not
+   * acknowledgements and change nothing in the model.
+   */
+  stop(freeze = false): void {
     this.halted = true;
+    this.frozen ||= freeze;
   }
 
   /** Hold new requests to `device` and wait until none is in flight (to take a snapshot of it). */
@@ -111,6 +118,7 @@ export class Workload {
     } catch (err) {
       return this.failed(err);
     }
+    if (this.frozen) return;
     this.model.ackWrite(device, sector, count, id, fua);
     this.counts.writes++;
     if (fua) this.counts.fuaWrites++;
@@ -123,6 +131,7 @@ export class Workload {
     } catch (err) {
       return this.failed(err);
     }
+    if (this.frozen) return;
     const wrong = this.model.checkRead(device, data, sector);
     if (wrong) this.failures.push(`read during the workload: ${wrong}`);
     this.counts.reads++;
@@ -135,6 +144,7 @@ export class Workload {
     } catch (err) {
       return this.failed(err);
     }
+    if (this.frozen) return;
     this.model.endFlush(device, token);
     this.counts.flushes++;
   }
