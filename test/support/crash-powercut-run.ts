@@ -22,7 +22,7 @@ export interface PowercutResult {
   writes: number;
   fuaWrites: number;
   flushes: number;
-  snapshotsCreated: number;
+  createsDuringLoad: number;
   cowRecordsChecked: number;
   blankCows: number;
 }
@@ -40,7 +40,7 @@ async function createDuringLoad(w: PowercutWorld, r: PowercutResult): Promise<vo
   await w.workload.quiesce(ORIGIN);
   try {
     if (!w.rail.isCut) await w.createSnapshot(w.rng.pick(['P', 'PO', 'N'] as const));
-    r.snapshotsCreated++;
+    r.createsDuringLoad++;
   } finally {
     w.workload.resume(ORIGIN);
   }
@@ -102,7 +102,7 @@ async function maintain(w: PowercutWorld, r: PowercutResult): Promise<void> {
 }
 
 export async function runPowercuts(opts: PowercutOptions): Promise<PowercutResult> {
-  const r: PowercutResult = { cuts: 0, failures: [], lostSectors: 0, uncertainSectors: 0, writes: 0, fuaWrites: 0, flushes: 0, snapshotsCreated: 0, cowRecordsChecked: 0, blankCows: 0 };
+  const r: PowercutResult = { cuts: 0, failures: [], lostSectors: 0, uncertainSectors: 0, writes: 0, fuaWrites: 0, flushes: 0, createsDuringLoad: 0, cowRecordsChecked: 0, blankCows: 0 };
   const w = new PowercutWorld(opts.seed, opts.originBytes ?? 128 * 1024);
   await w.build();
   for (const kind of ['P', 'PO', 'N'] as const) await w.createSnapshot(kind);
