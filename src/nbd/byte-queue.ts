@@ -73,6 +73,19 @@ export class ByteQueue {
     return out;
   }
 
+  /** Move up to `max` queued bytes into target[at..]; returns how many were moved. */
+  takeInto(target: Buffer, at: number, max: number): number {
+    let moved = 0;
+    while (moved < max && this.total > 0) {
+      const chunk = this.chunks[0];
+      const count = Math.min(chunk.length - this.head, max - moved);
+      chunk.copy(target, at + moved, this.head, this.head + count);
+      moved += count;
+      this.advance(count);
+    }
+    return moved;
+  }
+
   /** Discard up to n bytes; returns how many were discarded. */
   skip(n: number): number {
     let left = Math.min(n, this.total);

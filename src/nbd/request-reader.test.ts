@@ -56,6 +56,16 @@ describe('RequestReader', () => {
     expect(summary(parse(bytes))).toEqual(expected);
   });
 
+  it('streams a large WRITE payload into one buffer, cut at many points and byte by byte', () => {
+    const big = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 13) & 0xff));
+    const bigStream = Buffer.concat([request(1, { cookie: 9, offset: 4096, payload: big }), request(3, { cookie: 10 })]);
+    const want = [[9n, 1, 4096, big.length, [...big], undefined], [10n, 3, 0, 0, undefined, undefined]];
+    for (let cut = 0; cut <= bigStream.length; cut += 997) {
+      expect(summary(parse([bigStream.subarray(0, cut), bigStream.subarray(cut)]))).toEqual(want);
+    }
+    expect(summary(parse([...bigStream].map((b) => Buffer.from([b]))))).toEqual(want);
+  });
+
   it('reports a partial request as midRequest', () => {
     const queue = new ByteQueue();
     const reader = new RequestReader(queue, () => undefined);

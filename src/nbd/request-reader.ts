@@ -16,11 +16,23 @@ export type ReaderItem =
 /** Decides, once per header, whether a request is rejected. */
 export type Validator = (req: Request) => NbdError | undefined;
 
+/** WRITE payloads at least this large are copied into a pooled buffer as their bytes arrive. */
+const STREAM_PAYLOAD_BYTES = 64 * 1024;
+
+/** A header whose WRITE payload is still arriving (or being skipped). */
+interface Pending {
+  req: Request;
+  error: NbdError | undefined;
+  /** Bytes of payload still to come. */
+  left: number;
+  /** Destination for a large accepted payload, filled progressively. */
+  target?: Buffer;
+}
+
 export class RequestReader {
   private readonly queue: ByteQueue;
   private readonly validate: Validator;
-  /** Header already read, waiting for (or skipping) its WRITE payload. */
-  private pending: { req: Request; error: NbdError | undefined; left: number } | undefined;
+  private pending: Pending | undefined;
 
   constructor(queue: ByteQueue, validate: Validator) {
     this.queue = queue;
@@ -41,20 +53,31 @@ export class RequestReader {
       const error = this.validate(req);
       const left = req.type === Cmd.WRITE ? req.length : 0;
       if (left === 0) return error ? { req, error } : { req };
-      this.pending = { req, error, left };
+      const streamed = !error && left >= STREAM_PAYLOAD_BYTES;
+      this.pending = { req, error, left, target: streamed ? ioBuffers.acquire(left) : undefined };
     }
     return this.continuePayload(this.pending);
   }
 
-  private continuePayload(p: { req: Request; error: NbdError | undefined; left: number }): ReaderItem | undefined {
+  /**
+   * Large payloads are copied out of the socket chunks as they arrive, so the chunks die young
+   * (cheap for the GC) instead of waiting for the whole payload.
+   */
+  private continuePayload(p: Pending): ReaderItem | undefined {
     if (p.error) {
       p.left -= this.queue.skip(p.left);
       if (p.left > 0) return undefined;
       this.pending = undefined;
       return { req: p.req, error: p.error };
     }
+    if (p.target) {
+      p.left -= this.queue.takeInto(p.target, p.target.length - p.left, p.left);
+      if (p.left > 0) return undefined;
+      this.pending = undefined;
+      return { req: p.req, payload: p.target };
+    }
     if (this.queue.length < p.left) return undefined;
     this.pending = undefined;
-    return { req: p.req, payload: this.queue.take(p.left, (n) => ioBuffers.acquire(n)) };
+    return { req: p.req, payload: this.queue.take(p.left) };
   }
 }
