@@ -71,6 +71,8 @@ run_fio() {
   fi
 }
 
+echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "tools: $(nbdkit --version), $(fio --version), node $("$root/node_modules/node/bin/node" --version 2>/dev/null || node --version); fio runtime ${runtime}s per job"
 printf '%-20s %14s %14s %7s\n' job nbdsnap nbdkit ratio
 for job in "${jobs[@]}"; do
   read -r name rw bs depth metric <<<"$job"

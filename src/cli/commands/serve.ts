@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { FileDevice } from '../../block/file-device.ts';
 import { createLogger } from '../../log.ts';
 import { staticExports, type NbdExport } from '../../nbd/exports.ts';
+import { tuneRuntimeForNbd } from '../../nbd/runtime-tuning.ts';
 import { NbdServer } from '../../nbd/server.ts';
 import { CliError, ExitCode } from '../errors.ts';
 
@@ -69,8 +70,7 @@ async function listen(server: NbdServer, opts: ServeOptions): Promise<void> {
 
 /** Serve `path` until a signal arrives, then shut down cleanly. */
 export async function serve(path: string, opts: ServeOptions): Promise<void> {
-  // Device I/O runs on libuv's threadpool; size it before the first asynchronous fs call.
-  process.env.UV_THREADPOOL_SIZE ??= '16';
+  tuneRuntimeForNbd(); // before the first asynchronous fs call
   if (opts.listen !== undefined) parseListen(opts.listen); // reject bad arguments before opening anything
   if (opts.handshakeTimeout !== undefined) parseSeconds(opts.handshakeTimeout);
   const device = openDevice(path, opts.readOnly ?? false);
