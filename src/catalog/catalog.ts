@@ -28,6 +28,8 @@ export interface SnapshotRow {
   cowCreated: boolean;
   state: SnapshotState;
   createdAt: string;
+  /** Why the snapshot lost its point in time (it missed origin writes); null while intact. */
+  failure: string | null;
 }
 
 export type NewOrigin = Pick<OriginRow, 'name' | 'path' | 'sizeBytes'>;
@@ -43,7 +45,7 @@ export class CatalogConflictError extends Error {
 
 const ORIGIN_COLUMNS = 'name, path, size_bytes AS sizeBytes, state, created_at AS createdAt';
 const SNAPSHOT_COLUMNS =
-  'name, origin, cow_path AS cowPath, kind, chunk_sectors AS chunkSectors, cow_created AS cowCreated, state, created_at AS createdAt';
+  'name, origin, cow_path AS cowPath, kind, chunk_sectors AS chunkSectors, cow_created AS cowCreated, state, created_at AS createdAt, failure';
 
 interface RawSnapshot extends Omit<SnapshotRow, 'cowCreated'> {
   cowCreated: number;
@@ -88,6 +90,7 @@ export class Catalog {
       ),
       snapshotState: db.prepare('UPDATE snapshots SET state = ? WHERE name = ?'),
       snapshotChunk: db.prepare('UPDATE snapshots SET chunk_sectors = ? WHERE name = ?'),
+      snapshotFailure: db.prepare('UPDATE snapshots SET failure = ? WHERE name = ? AND failure IS NULL'),
       deleteSnapshot: db.prepare('DELETE FROM snapshots WHERE name = ?'),
       nameOwner: db.prepare(
         `SELECT 'origin' AS kind FROM origins WHERE name = @v UNION ALL SELECT 'snapshot' FROM snapshots WHERE name = @v`,
@@ -147,6 +150,11 @@ export class Catalog {
       if (chunkSectors !== undefined) this.stmt.snapshotChunk.run(chunkSectors, name);
       this.stmt.snapshotState.run(state, name);
     })();
+  }
+
+  /** Record, for good, that a snapshot missed origin writes (the first reason is kept). */
+  setSnapshotFailure(name: string, reason: string): void {
+    this.stmt.snapshotFailure.run(reason, name);
   }
 
   deleteSnapshot(name: string): void {

@@ -33,6 +33,12 @@ export const MIGRATIONS: readonly string[] = [
     WHEN EXISTS (SELECT 1 FROM origins WHERE name = NEW.name OR path = NEW.cow_path)
     BEGIN SELECT RAISE(ABORT, 'name or path already used by an origin'); END;
   `,
+  // 2: a snapshot that could not be attached while its origin was served has missed origin
+  // writes for good; `failure` remembers that, so it is never served again even if its COW
+  // comes back.
+  `
+  ALTER TABLE snapshots ADD COLUMN failure TEXT;
+  `,
 ];
 
 /** Apply every migration newer than the database's user_version. Returns the final version. */

@@ -29,10 +29,14 @@ async function attachSnapshot(origin: SnapshotOrigin, row: SnapshotRow, cow: Fil
   }
 }
 
-async function restoreSnapshot(origin: OriginEntry, row: SnapshotRow, log: Logger): Promise<SnapshotEntry> {
+async function restoreSnapshot(catalog: Catalog, origin: OriginEntry, row: SnapshotRow, log: Logger): Promise<SnapshotEntry> {
   const entry: SnapshotEntry = { row, target: null, error: null, log };
   if (!origin.target) {
     entry.error = `origin ${origin.row.name} is not available`;
+    return entry;
+  }
+  if (row.failure !== null) {
+    entry.error = `${row.failure}; the origin was written without it since, so its point in time is lost: remove it`;
     return entry;
   }
   if (row.kind === 'N') {
@@ -46,6 +50,9 @@ async function restoreSnapshot(origin: OriginEntry, row: SnapshotRow, log: Logge
     entry.target = await attachSnapshot(origin.target, row, FileDevice.open(row.cowPath), log);
   } catch (err) {
     entry.error = reason(err);
+    // The origin is about to be served without this snapshot: it will miss origin writes, so it
+    // must never be served again, even if its COW is readable at the next start.
+    catalog.setSnapshotFailure(row.name, `failed to start: ${entry.error}`);
     log.error({ err, cow: row.cowPath }, 'snapshot failed to start');
   }
   return entry;
@@ -74,7 +81,7 @@ export async function restoreAll(catalog: Catalog, registry: Registry, log: Logg
     const origin = openOrigin(catalog, row, log.child({ export: row.name }));
     registry.origins.set(row.name, origin);
     for (const snapRow of catalog.listSnapshots(row.name)) {
-      origin.snapshots.set(snapRow.name, await restoreSnapshot(origin, snapRow, log.child({ export: snapRow.name })));
+      origin.snapshots.set(snapRow.name, await restoreSnapshot(catalog, origin, snapRow, log.child({ export: snapRow.name })));
     }
     for (const snap of origin.snapshots.values()) if (snap.target) registry.serve(snap.row.name, snap.target, `snapshot of ${row.name}`);
     // Last: every snapshot of this origin is attached before its first write can arrive.
