@@ -1,0 +1,75 @@
+// Long-mode NBD fuzzer: `node scripts/fuzz-nbd.ts --cases 1000000 --seed 7 [--target serve|snapshot|origin|all]
+// [--seconds N]`. Runs the same campaign as test/fuzz (test/support/fuzz-nbd-campaign.ts) against
+// a real `nbdsnap serve` and a real daemon, prints progress, and exits 1 on the first failed check
+// (the message names the seed and batch to replay).
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { runCampaign, type CaseKind, type FuzzTarget } from '../test/support/fuzz-nbd-campaign.ts';
+import { fuzzTempDir, startDaemonTargets, startServeTarget } from '../test/support/fuzz-nbd-targets.ts';
+
+const { values } = parseArgs({
+  options: {
+    cases: { type: 'string', default: '100000' },
+    seed: { type: 'string', default: String(Date.now() % 1_000_000) },
+    target: { type: 'string', default: 'all' },
+    seconds: { type: 'string' },
+    parallel: { type: 'string', default: '8' },
+  },
+});
+const totalCases = Number(values.cases);
+const seed = Number(values.seed);
+const deadline = values.seconds ? Date.now() + Number(values.seconds) * 1000 : Infinity;
+const KINDS: CaseKind[] = ['handshake', 'transmission', 'transmission', 'random'];
+
+async function fuzz(label: string, target: FuzzTarget, cases: number, seedOffset: number): Promise<number> {
+  let done = 0;
+  const started = Date.now();
+  // Chunks of 5000 cases so --seconds can stop between them; each chunk has its own seed.
+  for (let chunk = 0; done < cases && Date.now() < deadline; chunk++) {
+    const n = Math.min(5000, cases - done);
+    await runCampaign(target, {
+      seed: seed + seedOffset + chunk * 7919, cases: n, batchSize: 500, parallel: Number(values.parallel),
+      kinds: KINDS, rssLimitMiB: 300,
+      onBatch: (r) => {
+        if (r.batch % 2 === 0) console.log(`${label}: ${done + r.casesRun} cases, RSS ${r.rssMiB.toFixed(0)} MiB, ${((done + r.casesRun) / ((Date.now() - started) / 1000)).toFixed(0)}/s`);
+      },
+    });
+    done += n;
+  }
+  return done;
+}
+
+async function main(): Promise<number> {
+  const which = values.target === 'all' ? ['serve', 'snapshot', 'origin'] : [values.target!];
+  const per = Math.ceil(totalCases / which.length);
+  const dir = fuzzTempDir('long');
+  let total = 0;
+  try {
+    if (which.includes('serve')) {
+      const { srv, target } = await startServeTarget(dir);
+      try {
+        total += await fuzz('serve', target, per, 0);
+      } finally {
+        await srv.stop();
+      }
+    }
+    if (which.includes('snapshot') || which.includes('origin')) {
+      const t = await startDaemonTargets(dir);
+      try {
+        if (which.includes('snapshot')) total += await fuzz('snapshot', t.snapshot, per, 1);
+        if (which.includes('origin')) total += await fuzz('origin', t.origin, per, 2);
+      } finally {
+        await t.daemon.stop();
+      }
+    }
+  } catch (err) {
+    console.error(`FAILED after ${total} cases (seed ${seed}): ${(err as Error).message}`);
+    return 1;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  console.log(`fuzz-nbd: ${total} cases, seed ${seed}, no failure`);
+  return 0;
+}
+
+process.exitCode = await main();
