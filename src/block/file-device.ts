@@ -6,8 +6,9 @@
 // Small reads and writes are first tried synchronously on the event loop: when the page cache
 // holds the data, that is several times cheaper than a libuv threadpool round trip (measured:
 // ~9 vs ~28 us of CPU per 4 KiB read). A synchronous call that turns out slow (a cache miss,
-// writeback throttling) sends the device to the threadpool for a while, with exponential
-// backoff, so a cold or slow disk never stalls the event loop for long.
+// writeback throttling; two in a row, since one alone is usually the thread being preempted)
+// sends the device to the threadpool for a while, with exponential backoff, so a cold or slow
+// disk never stalls the event loop for long.
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { BlockError } from './errors.ts';
@@ -71,10 +72,14 @@ const SLOW_SYNC_MS = 0.5;
 const BACKOFF_MIN_MS = 20;
 const BACKOFF_MAX_MS = 2000;
 
+/** Consecutive slow synchronous calls that mean "not in memory" (one alone is often preemption). */
+const SLOW_STREAK = 2;
+
 /** Decides whether the next small I/O may run synchronously (see the note at the top). */
 class SyncGate {
   private asyncUntil = 0;
   private backoffMs = BACKOFF_MIN_MS;
+  private slowStreak = 0;
 
   allow(length: number): boolean {
     return length <= SYNC_MAX_BYTES && performance.now() >= this.asyncUntil;
@@ -89,12 +94,18 @@ class SyncGate {
     } catch (err) {
       return Promise.reject(err);
     } finally {
-      const end = performance.now();
-      if (end - start <= SLOW_SYNC_MS) this.backoffMs = BACKOFF_MIN_MS;
-      else {
-        this.asyncUntil = end + this.backoffMs;
-        this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
-      }
+      this.learn(start, performance.now());
+    }
+  }
+
+  private learn(start: number, end: number): void {
+    if (end - start <= SLOW_SYNC_MS) {
+      this.slowStreak = 0;
+      this.backoffMs = BACKOFF_MIN_MS;
+    } else if (++this.slowStreak >= SLOW_STREAK) {
+      this.slowStreak = 0;
+      this.asyncUntil = end + this.backoffMs;
+      this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
     }
   }
 }
