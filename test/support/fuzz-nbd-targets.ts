@@ -15,11 +15,11 @@ export function fuzzTempDir(kind: string): string {
 }
 
 /** `nbdsnap serve` on a tagged image; the default export and `fuzz` are the same device. */
-export async function startServeTarget(dir: string, extra: string[] = []): Promise<{ srv: ServeProcess; target: FuzzTarget }> {
+export async function startServeTarget(dir: string, extra: string[] = [], size = FUZZ_EXPORT_SIZE): Promise<{ srv: ServeProcess; target: FuzzTarget }> {
   const image = path.join(dir, 'disk.img');
-  fs.writeFileSync(image, initialImage(FUZZ_EXPORT_SIZE));
+  fs.writeFileSync(image, initialImage(size));
   const srv = await startServe({ image, dir, name: 'fuzz', extra, env: { NBDSNAP_LOG_LEVEL: 'error' } });
-  const target: FuzzTarget = { socket: srv.socket, pid: srv.proc.pid!, fuzzed: { name: 'fuzz', model: new ExportModel(FUZZ_EXPORT_SIZE) }, others: [] };
+  const target: FuzzTarget = { socket: srv.socket, pid: srv.proc.pid!, fuzzed: { name: 'fuzz', model: new ExportModel(size) }, others: [] };
   return { srv, target };
 }
 

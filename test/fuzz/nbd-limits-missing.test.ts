@@ -1,0 +1,96 @@
+// Limits the NBD server does not have yet (issue 7, "limits on connections, in-flight bytes,
+// option sizes and idle handshakes"). Each test states the bound a fix must meet and FAILS today;
+// the proposed fixes are in docs/security.md ("Known gaps"). Each test has its own server, so
+// the memory it drives up cannot spill into other tests.
+import fs from 'node:fs';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { NbdEndpoint } from '../support/crash-endpoint.ts';
+import { fuzzTempDir, startServeTarget } from '../support/fuzz-nbd-targets.ts';
+import { isAlive, openFds, rssMiB } from '../support/fuzz-proc.ts';
+import { CMD, OPT, RawClient, option, request } from '../support/nbd-test-client.ts';
+import { makeRng } from '../support/prng.ts';
+import type { ServeProcess } from '../support/serve-process.ts';
+
+const MiB = 1024 * 1024;
+const RSS_LIMIT_MIB = 300;
+/** The cap docs/security.md proposes; a fix may choose lower. */
+const PROPOSED_MAX_CONNECTIONS = 1024;
+let cleanup: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  for (const fn of cleanup.reverse()) await fn();
+  cleanup = [];
+});
+
+async function server(): Promise<{ srv: ServeProcess; check(): Promise<void> }> {
+  const dir = fuzzTempDir('missing');
+  const { srv, target } = await startServeTarget(dir, [], 64 * MiB);
+  cleanup.push(async () => {
+    await srv.stop('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const check = async (): Promise<void> => {
+    expect(isAlive(srv.proc.pid!)).toBe(true);
+    const fresh = await NbdEndpoint.open(srv.socket, 'fuzz');
+    expect(await target.fuzzed.model.verify(fresh, makeRng(1), 3)).toBeUndefined();
+    fresh.close();
+  };
+  return { srv, check };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('missing limits (these tests fail until the limits exist)', () => {
+  it('MISSING LIMIT handshake/LIST: LIST must not lift the option cap; a LIST flood that never reads is cut off with RSS < 300 MiB', async () => {
+    const { srv, check } = await server();
+    const c = await RawClient.connect(srv.socket);
+    await c.greet();
+    c.socket.pause(); // never read the replies
+    const lists = Buffer.concat(Array.from({ length: 5000 }, () => option(OPT.LIST)));
+    let peak = 0;
+    for (const started = Date.now(); Date.now() - started < 3000 && !c.socket.destroyed;) {
+      if (!c.socket.write(lists)) await Promise.race([new Promise((r) => c.socket.once('drain', r)), sleep(200)]);
+      peak = Math.max(peak, rssMiB(srv.proc.pid!));
+    }
+    const closedByServer = await c.closedWithin(1000);
+    c.destroy();
+    expect({ closedByServer, peakBelowLimit: peak < RSS_LIMIT_MIB }, `peak RSS ${peak.toFixed(0)} MiB`).toEqual({ closedByServer: true, peakBelowLimit: true });
+    await check();
+  });
+
+  it(`MISSING LIMIT connections: at most ${PROPOSED_MAX_CONNECTIONS} simultaneous connections are kept open`, async () => {
+    const { srv, check } = await server();
+    const sockets: net.Socket[] = [];
+    cleanup.push(async () => sockets.forEach((s) => s.destroy()));
+    for (let wave = 0; wave < (PROPOSED_MAX_CONNECTIONS + 200) / 100; wave++) {
+      // In waves, so the listen backlog (EAGAIN on a full Unix socket queue) is never the limit.
+      const batch = Array.from({ length: 100 }, () => net.connect(srv.socket).on('error', () => {}));
+      sockets.push(...batch);
+      await Promise.all(batch.map((s) => new Promise((r) => s.once('connect', r).once('close', r))));
+    }
+    await sleep(500);
+    const fds = openFds(srv.proc.pid!);
+    for (const s of sockets) s.destroy();
+    expect(fds, 'file descriptors held by the server').toBeLessThan(PROPOSED_MAX_CONNECTIONS + 50);
+    await sleep(200);
+    await check();
+  });
+
+  it('MISSING LIMIT server-wide in-flight bytes: 4 clients that never read their READ replies keep RSS < 300 MiB', async () => {
+    const { srv, check } = await server();
+    const hogs: RawClient[] = [];
+    for (let h = 0; h < 4; h++) {
+      const hog = await RawClient.open(srv.socket, { name: 'fuzz' });
+      hog.socket.pause();
+      hog.send(Buffer.concat(Array.from({ length: 1000 }, (_, i) => request(CMD.READ, { cookie: i, offset: (i % 60) * MiB, length: MiB }))));
+      hogs.push(hog);
+    }
+    cleanup.push(async () => hogs.forEach((h) => h.destroy()));
+    await sleep(3000);
+    const rss = rssMiB(srv.proc.pid!);
+    for (const h of hogs) h.destroy();
+    expect(rss, 'server RSS (MiB) with 4 non-reading clients').toBeLessThan(RSS_LIMIT_MIB);
+    await check();
+  });
+});
