@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CMD, ERR, OPT, REP, RawClient, option, request } from '../support/nbd-test-client.ts';
 import { NBDSNAP, makeImage, makeTempDir, startServe } from '../support/serve-process.ts';
+import { parseListen } from '../../src/cli/commands/serve.ts';
 
 const run = promisify(execFile);
 const SIZE = 64 * 1024 * 1024;
@@ -93,6 +94,13 @@ describe('serve lifecycle', () => {
     const { stdout } = await run('nbdinfo', ['--size', `nbd://127.0.0.1:${port}/`]);
     expect(stdout.trim()).toBe(String(SIZE));
     expect((await srv.stop()).code).toBe(0);
+  });
+
+  it('--listen accepts PORT, HOST:PORT and [V6]:PORT only', () => {
+    expect(parseListen('10809')).toEqual({ host: '127.0.0.1', port: 10809 });
+    expect(parseListen('0.0.0.0:10809')).toEqual({ host: '0.0.0.0', port: 10809 });
+    expect(parseListen('[::1]:10809')).toEqual({ host: '::1', port: 10809 });
+    for (const bad of ['', 'host', '::1:10809', '1:2:3', '70000', 'h:-1', '[::1]']) expect(() => parseListen(bad)).toThrow(/invalid --listen/);
   });
 
   it('user mistakes give one line on stderr and a distinct exit code', () => {

@@ -95,8 +95,8 @@ export function register(program: Command): void {
     .command('serve')
     .summary('serve a file or block device over NBD (foreground)')
     .description(
-      'Serve PATH (a regular file or a block device) over NBD until SIGINT/SIGTERM, like `nbdkit file`.\n' +
-        'It is the default export ("") and, with --name, also the export NAME. All connections share one\n' +
+      'Serve PATH (a regular file or a block device) over NBD until SIGINT/SIGTERM, like `nbdkit file`. ' +
+        'It is the default export ("") and, with --name, also the export NAME. All connections share one ' +
         'descriptor, so multi-conn clients are safe; FLUSH and FUA use fdatasync. Logs go to stderr.',
     )
     .argument('<path>', 'file or block device to serve')
