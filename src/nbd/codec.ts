@@ -139,6 +139,11 @@ class Cursor {
     this.pos += length;
     return this.buf.toString('utf8', this.pos - length, this.pos);
   }
+  /** A string preceded by its 32-bit length, at most `max` bytes. */
+  prefixedString(max: number): string | undefined {
+    const length = this.u32();
+    return length === undefined || length > max ? undefined : this.string(length);
+  }
   get atEnd(): boolean {
     return this.pos === this.buf.length;
   }
@@ -147,9 +152,7 @@ class Cursor {
 /** Parse GO/INFO data; undefined when the lengths do not add up exactly (-> ERR_INVALID). */
 export function decodeGoRequest(data: Buffer, maxName: number): GoRequest | undefined {
   const cur = new Cursor(data);
-  const nameLength = cur.u32();
-  if (nameLength === undefined || nameLength > maxName) return undefined;
-  const name = cur.string(nameLength);
+  const name = cur.prefixedString(maxName);
   const count = cur.u16();
   if (name === undefined || count === undefined) return undefined;
   const infos: number[] = [];
@@ -164,16 +167,12 @@ export function decodeGoRequest(data: Buffer, maxName: number): GoRequest | unde
 /** Parse LIST/SET_META_CONTEXT data; undefined when malformed (-> ERR_INVALID). */
 export function decodeMetaContextRequest(data: Buffer, maxName: number): MetaContextRequest | undefined {
   const cur = new Cursor(data);
-  const nameLength = cur.u32();
-  if (nameLength === undefined || nameLength > maxName) return undefined;
-  const exportName = cur.string(nameLength);
+  const exportName = cur.prefixedString(maxName);
   const count = cur.u32();
   if (exportName === undefined || count === undefined) return undefined;
   const queries: string[] = [];
   for (let i = 0; i < count; i++) {
-    const length = cur.u32();
-    if (length === undefined || length > maxName) return undefined;
-    const query = cur.string(length);
+    const query = cur.prefixedString(maxName);
     if (query === undefined) return undefined;
     queries.push(query);
   }
