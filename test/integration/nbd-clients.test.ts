@@ -26,8 +26,8 @@ beforeAll(async () => {
   ro = await startServe({ image: makeImage(dir, SIZE, 'ro.img'), socket: `${dir}/ro.sock`, readOnly: true });
 });
 afterAll(async () => {
-  expect((await srv?.stop())?.code).toBe(0);
-  expect((await ro?.stop())?.code).toBe(0);
+  const exits = await Promise.all([srv?.stop(), ro?.stop()]);
+  expect(exits.map((e) => e?.code)).toEqual([0, 0]);
   fs.rmSync(dir, { recursive: true, force: true });
 });
 

@@ -22,8 +22,8 @@ beforeAll(async () => {
   ro = await startServe({ image, socket: `${dir}/ro.sock`, readOnly: true });
 });
 afterAll(async () => {
-  expect((await rw?.stop())?.code).toBe(0);
-  expect((await ro?.stop())?.code).toBe(0);
+  const exits = await Promise.all([rw?.stop(), ro?.stop()]);
+  expect(exits.map((e) => e?.code)).toEqual([0, 0]);
   fs.rmSync(dir, { recursive: true, force: true });
 });
 

@@ -63,6 +63,12 @@ export interface ServeArgs {
   env?: Record<string, string>;
 }
 
+/** Servers still running; killed when the test worker exits, so a failed test leaks none. */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const proc of live) proc.kill('SIGKILL');
+});
+
 export async function startServe(args: ServeArgs): Promise<ServeProcess> {
   const dir = args.dir ?? path.dirname(args.image);
   const socket = args.socket ?? path.join(dir, 'nbd.sock');
@@ -71,7 +77,13 @@ export async function startServe(args: ServeArgs): Promise<ServeProcess> {
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   proc.stdout!.on('data', (d: Buffer) => (err += `[stdout] ${d.toString()}`));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  live.add(proc);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.on('exit', (code, signal) => {
+      live.delete(proc);
+      resolve({ code, signal });
+    }),
+  );
   await waitForSocket(socket, proc);
   return {
     dir, socket, proc,
