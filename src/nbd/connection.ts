@@ -5,6 +5,7 @@ import { ByteQueue, ConnectionClosedError } from './byte-queue.ts';
 import { ProtocolError } from './errno.ts';
 import { negotiate, type Negotiated } from './handshake.ts';
 import type { ExportProvider } from './exports.ts';
+import type { InflightBudget } from './inflight-budget.ts';
 import type { NbdLimits } from './limits.ts';
 import { TransmissionSession } from './session.ts';
 import type { Logger } from '../log.ts';
@@ -12,6 +13,8 @@ import type { Logger } from '../log.ts';
 export interface ConnectionDeps {
   exports: ExportProvider;
   limits: NbdLimits;
+  /** Shared by every connection of the server. */
+  budget: InflightBudget;
   logger: Logger;
   /** True once the server is closing (options get ERR_SHUTDOWN). */
   shuttingDown(): boolean;
@@ -97,7 +100,7 @@ export class NbdConnection {
   private enterTransmission(negotiated: Negotiated): void {
     const log = this.logger.child({ export: negotiated.exportName });
     log.debug({ size: negotiated.size, flags: negotiated.flags, structured: negotiated.structured }, 'transmission');
-    const session = new TransmissionSession(this.socket, this.queue, negotiated, this.deps.limits, log);
+    const session = new TransmissionSession(this.socket, this.queue, negotiated, this.deps.limits, this.deps.budget, log);
     this.session = session;
     session.pump();
     if (this.queue.ended) session.onEnd();

@@ -46,6 +46,8 @@ interface State {
   /** Export name and selection of the last SET_META_CONTEXT. */
   meta: { exportName: string; baseAllocation: boolean } | undefined;
   optionBudget: number;
+  /** LIST raised the option budget already (only the first LIST does). */
+  listed: boolean;
 }
 
 /** A handler's outcome: keep negotiating, enter transmission, or end the connection quietly. */
@@ -100,7 +102,8 @@ function goOrInfo(st: State, option: number, data: Buffer): Outcome {
 function list(st: State, option: number, data: Buffer): Outcome {
   if (data.length !== 0) return replyError(st, option, Rep.ERR_INVALID, 'LIST takes no data');
   const exports = st.io.exports.list();
-  st.optionBudget += 2 * exports.length; // nbdinfo --list follows with INFO + LIST_META per export
+  if (!st.listed) st.optionBudget += 2 * exports.length; // nbdinfo --list: INFO + LIST_META per export
+  st.listed = true;
   for (const exp of exports) reply(st, option, Rep.SERVER, encodeServerReply(exp.name, exp.description));
   reply(st, option, Rep.ACK);
   return 'next';
@@ -187,7 +190,7 @@ export async function negotiate(io: HandshakeIo): Promise<Negotiated | undefined
   }
   const st: State = {
     io, noZeroes: (clientFlags & HandshakeFlag.NO_ZEROES) !== 0, structured: false, meta: undefined,
-    optionBudget: io.limits.maxOptions,
+    optionBudget: io.limits.maxOptions, listed: false,
   };
   for (;;) {
     const opt = await readOption(st);

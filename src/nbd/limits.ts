@@ -15,6 +15,10 @@ export interface NbdLimits {
   maxPayload: number;
   /** Stop parsing requests while this many payload bytes are in flight on a connection. */
   maxInflightBytes: number;
+  /** Server-wide: stop parsing (on connections that have something in flight) above this many bytes held. */
+  maxServerInflightBytes: number;
+  /** Simultaneous connections; more are closed at accept. */
+  maxConnections: number;
   /** Stop parsing requests while this many requests are in flight on a connection. */
   maxInflightRequests: number;
   /** During close(), how long idle connections may still send one option or request. */
@@ -31,6 +35,8 @@ export const DEFAULT_LIMITS: NbdLimits = {
   handshakeTimeoutMs: 30_000,
   maxPayload: 32 * 1024 * 1024,
   maxInflightBytes: 64 * 1024 * 1024,
+  maxServerInflightBytes: 128 * 1024 * 1024,
+  maxConnections: 1024,
   maxInflightRequests: 256,
   shutdownGraceMs: 1000,
   shutdownTimeoutMs: 30_000,

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { NbdConnection } from './connection.ts';
 import type { ExportProvider } from './exports.ts';
+import { InflightBudget } from './inflight-budget.ts';
 import { resolveLimits, type NbdLimits } from './limits.ts';
 import { silentLogger, type Logger } from '../log.ts';
 
@@ -38,6 +39,7 @@ export class NbdServer {
   private readonly limits: NbdLimits;
   private readonly listeners: { server: net.Server; unixPath?: string }[] = [];
   private readonly connections = new Set<NbdConnection>();
+  private readonly budget: InflightBudget;
   private closing = false;
   private nextId = 1;
 
@@ -45,6 +47,7 @@ export class NbdServer {
     this.exports = opts.exports;
     this.logger = opts.logger ?? silentLogger();
     this.limits = resolveLimits(opts.limits);
+    this.budget = new InflightBudget(this.limits.maxServerInflightBytes);
   }
 
   /** Listen on a Unix socket created with mode 0600; a stale socket file is replaced. */
@@ -116,7 +119,12 @@ export class NbdServer {
     const id = this.nextId++;
     const logger = this.logger.child({ conn: id });
     if (this.closing) return void socket.destroy();
-    const conn = new NbdConnection(socket, { exports: this.exports, limits: this.limits, logger, shuttingDown: () => this.closing }, logger);
+    if (this.connections.size >= this.limits.maxConnections) {
+      logger.warn(`refusing connection: ${this.connections.size} connections already open`);
+      return void socket.destroy();
+    }
+    const deps = { exports: this.exports, limits: this.limits, budget: this.budget, logger, shuttingDown: () => this.closing };
+    const conn = new NbdConnection(socket, deps, logger);
     this.connections.add(conn);
     void conn.closed.then(() => this.connections.delete(conn));
     logger.debug({ remote: socket.remoteAddress ?? 'unix' }, 'connection accepted');

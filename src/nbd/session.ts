@@ -9,6 +9,7 @@ import { encodeErrorChunk, encodeSimpleReply, type Request } from './codec.ts';
 import { COMMAND_HANDLERS, needsStructuredError, type CommandTarget } from './commands.ts';
 import { NbdError, ProtocolError, errorMessage, toNbdErrno } from './errno.ts';
 import type { Negotiated } from './handshake.ts';
+import type { InflightBudget } from './inflight-budget.ts';
 import type { NbdLimits } from './limits.ts';
 import { RequestReader, type ReaderItem } from './request-reader.ts';
 import { validateRequest } from './validate.ts';
@@ -28,19 +29,24 @@ export class TransmissionSession implements CommandTarget {
   private readonly reader: RequestReader;
   private readonly limits: NbdLimits;
   private readonly logger: Logger;
+  private readonly budget: InflightBudget;
   private inflightRequests = 0;
   private inflightBytes = 0;
+  /** Reply bytes handed to the socket and not yet flushed. */
+  private unflushedBytes = 0;
   private stop: Stop = 'running';
   private dead = false;
   private finished = false;
   private corked = false;
+  private readonly wake = (): void => this.pump();
   private readonly uncork = (): void => {
     this.corked = false;
     this.socket.uncork();
   };
 
-  constructor(socket: Socket, queue: ByteQueue, negotiated: Negotiated, limits: NbdLimits, logger: Logger) {
+  constructor(socket: Socket, queue: ByteQueue, negotiated: Negotiated, limits: NbdLimits, budget: InflightBudget, logger: Logger) {
     this.socket = socket;
+    this.budget = budget;
     this.queue = queue;
     this.negotiated = negotiated;
     this.device = negotiated.export.device;
@@ -86,6 +92,7 @@ export class TransmissionSession implements CommandTarget {
   /** Close at once, dropping replies (protocol violations, socket errors). */
   kill(): void {
     this.dead = true;
+    this.budget.forget(this.wake);
     this.socket.destroy();
   }
 
@@ -96,14 +103,24 @@ export class TransmissionSession implements CommandTarget {
       this.socket.cork();
       setImmediate(this.uncork);
     }
-    if (flushed) this.socket.write(buf, (err) => err || flushed());
-    else this.socket.write(buf);
+    // Unflushed reply bytes count against the server-wide budget until the socket is done with them.
+    this.budget.take(buf.length);
+    this.unflushedBytes += buf.length;
+    this.socket.write(buf, (err) => {
+      this.unflushedBytes -= buf.length;
+      this.budget.give(buf.length);
+      if (!err) flushed?.();
+    });
   }
 
+  /** A connection holding nothing (no request, no unflushed reply) may always start one request, so none starves. */
   private blocked(): boolean {
-    return this.inflightBytes >= this.limits.maxInflightBytes
+    if (this.inflightBytes >= this.limits.maxInflightBytes
       || this.inflightRequests >= this.limits.maxInflightRequests
-      || this.socket.writableLength >= this.limits.maxInflightBytes;
+      || this.socket.writableLength >= this.limits.maxInflightBytes) return true;
+    if (!this.budget.exhausted || (this.inflightRequests === 0 && this.unflushedBytes === 0)) return false;
+    this.budget.wait(this.wake);
+    return true;
   }
 
   private updateFlow(): void {
@@ -123,9 +140,11 @@ export class TransmissionSession implements CommandTarget {
     const cost = req.type === Cmd.READ || req.type === Cmd.WRITE ? req.length : 0;
     this.inflightRequests++;
     this.inflightBytes += cost;
+    this.budget.take(cost);
     const done = (): void => {
       this.inflightRequests--;
       this.inflightBytes -= cost;
+      this.budget.give(cost);
       this.pump();
     };
     try {
