@@ -18,12 +18,14 @@ const { values } = parseArgs({
 });
 const totalCases = Number(values.cases);
 const seed = Number(values.seed);
-const deadline = values.seconds ? Date.now() + Number(values.seconds) * 1000 : Infinity;
+/** --seconds is shared evenly between the targets. */
+const secondsEach = (targets: number): number => (values.seconds ? Number(values.seconds) / targets : Infinity);
 const KINDS: CaseKind[] = ['handshake', 'transmission', 'transmission', 'random'];
 
-async function fuzz(label: string, target: FuzzTarget, cases: number, seedOffset: number): Promise<number> {
+async function fuzz(label: string, target: FuzzTarget, cases: number, seedOffset: number, seconds: number): Promise<number> {
   let done = 0;
   const started = Date.now();
+  const deadline = started + seconds * 1000;
   // Chunks of 5000 cases so --seconds can stop between them; each chunk has its own seed.
   for (let chunk = 0; done < cases && Date.now() < deadline; chunk++) {
     const n = Math.min(5000, cases - done);
@@ -31,7 +33,7 @@ async function fuzz(label: string, target: FuzzTarget, cases: number, seedOffset
       seed: seed + seedOffset + chunk * 7919, cases: n, batchSize: 500, parallel: Number(values.parallel),
       kinds: KINDS, rssLimitMiB: 300,
       onBatch: (r) => {
-        if (r.batch % 2 === 0) console.log(`${label}: ${done + r.casesRun} cases, RSS ${r.rssMiB.toFixed(0)} MiB, ${((done + r.casesRun) / ((Date.now() - started) / 1000)).toFixed(0)}/s`);
+        if (r.batch % 10 === 0) console.log(`${label}: ${done + r.casesRun} cases, RSS ${r.rssMiB.toFixed(0)} MiB, ${((done + r.casesRun) / ((Date.now() - started) / 1000)).toFixed(0)}/s`);
       },
     });
     done += n;
@@ -42,13 +44,14 @@ async function fuzz(label: string, target: FuzzTarget, cases: number, seedOffset
 async function main(): Promise<number> {
   const which = values.target === 'all' ? ['serve', 'snapshot', 'origin'] : [values.target!];
   const per = Math.ceil(totalCases / which.length);
+  const seconds = secondsEach(which.length);
   const dir = fuzzTempDir('long');
   let total = 0;
   try {
     if (which.includes('serve')) {
       const { srv, target } = await startServeTarget(dir);
       try {
-        total += await fuzz('serve', target, per, 0);
+        total += await fuzz('serve', target, per, 0, seconds);
       } finally {
         await srv.stop();
       }
@@ -56,8 +59,8 @@ async function main(): Promise<number> {
     if (which.includes('snapshot') || which.includes('origin')) {
       const t = await startDaemonTargets(dir);
       try {
-        if (which.includes('snapshot')) total += await fuzz('snapshot', t.snapshot, per, 1);
-        if (which.includes('origin')) total += await fuzz('origin', t.origin, per, 2);
+        if (which.includes('snapshot')) total += await fuzz('snapshot', t.snapshot, per, 1, seconds);
+        if (which.includes('origin')) total += await fuzz('origin', t.origin, per, 2, seconds);
       } finally {
         await t.daemon.stop();
       }

@@ -4,40 +4,28 @@
 // (nor a COW there without its catalog row). scripts/fuzz-control.ts runs the long mode.
 import fs from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callDaemon } from '../../src/control/client.ts';
 import { MAX_REQUEST_BYTES } from '../../src/control/api.ts';
-import { listTree, readCatalog, startControlFuzz, strayFiles, type ControlFuzzSetup } from '../support/fuzz-control-env.ts';
-import { exchange, expectedNames, fuzzConnection, newTally, type Tally } from '../support/fuzz-control-run.ts';
+import { diskProblems, ownFiles } from '../support/fuzz-control-checks.ts';
+import { startControlFuzz, type ControlFuzzSetup } from '../support/fuzz-control-env.ts';
+import { exchange, fuzzConnection, newTally } from '../support/fuzz-control-run.ts';
 import { isAlive, rssMiB } from '../support/fuzz-proc.ts';
 import { makeRng } from '../support/prng.ts';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 424242);
 const CONNECTIONS = 2000;
 let setup: ControlFuzzSetup;
-let testDirBefore: string[];
+let ownBefore: string[];
 
 beforeAll(async () => {
   setup = await startControlFuzz();
-  testDirBefore = listTree(setup.env.dir).filter((p) => !p.startsWith('data'));
+  ownBefore = ownFiles(setup.env);
 });
 afterAll(async () => {
   expect((await setup?.daemon.stop())?.code).toBe(0);
   if (setup) fs.rmSync(setup.env.dir, { recursive: true, force: true });
 });
-
-function expectDiskMatchesCatalog(tally: Tally): void {
-  const { env } = setup;
-  const catalog = readCatalog(env.dataDir);
-  const actual = [...catalog.origins, ...catalog.snapshots.map((s) => s.name)].sort();
-  expect(actual).toEqual(expectedNames(['o', 's'], tally));
-  const cows = catalog.snapshots.filter((s) => s.cowCreated).map((s) => path.basename(s.cowPath)).sort();
-  expect(fs.readdirSync(path.join(env.dataDir, 'cow')).sort()).toEqual(cows);
-  expect(fs.readdirSync(env.dataDir).filter((f) => !/^catalog\.db(-wal|-shm)?$/.test(f)).sort()).toEqual(['control.sock', 'cow', 'nbd.sock']);
-  expect(listTree(env.dir).filter((p) => !p.startsWith('data'))).toEqual(testDirBefore);
-  expect(strayFiles(env)).toEqual([]);
-}
 
 describe('control API fuzz', () => {
   it('the control socket is 0600 and the data dir 0700', () => {
@@ -59,7 +47,7 @@ describe('control API fuzz', () => {
     expect(rssMiB(pid) - rssBefore).toBeLessThan(100);
     expect(tally.lines).toBeGreaterThan(CONNECTIONS);
     expect(Object.keys(tally.refused)).toEqual(expect.arrayContaining(['BAD_REQUEST', 'INVALID', 'NOT_FOUND']));
-    expectDiskMatchesCatalog(tally);
+    expect(diskProblems(setup.env, tally, ['o', 's'], ownBefore)).toEqual([]);
   });
 
   it('a line of exactly the cap is answered; one byte more gets BAD_REQUEST and the connection is closed', async () => {
