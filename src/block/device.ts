@@ -41,7 +41,7 @@ export interface BlockDevice {
   readonly caps: DeviceCaps;
   /** Fill `buf` entirely from `offset`. */
   read(buf: Uint8Array, offset: number): Promise<void>;
-  /** Write all of `buf` at `offset`. */
+  /** Write all of `buf` at `offset`. The caller may reuse `buf` once this resolves: never keep it. */
   write(buf: Uint8Array, offset: number, opts?: WriteOptions): Promise<void>;
   /** Make every write that has completed durable. */
   flush(): Promise<void>;

@@ -16,6 +16,22 @@ export interface ControlServerOptions {
   maxRequestBytes?: number;
 }
 
+/** Requests read but not yet answered on one connection before we stop reading from it. */
+const MAX_QUEUED_REQUESTS = 32;
+
+/** Resolves when `socket` can take more output (or is gone). */
+function writable(socket: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
+}
+
 function errorReply(err: unknown): Reply {
   if (err instanceof ControlError) return { ok: false, error: { code: err.code, message: err.message } };
   const message = err instanceof Error ? err.message : String(err);
@@ -59,9 +75,17 @@ export class ControlServer {
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', (err) => this.log.debug({ err }, 'control connection error'));
     let chain = Promise.resolve();
+    // Backpressure: a client that pipelines requests without reading the replies gets its input
+    // paused, so neither queued requests nor unsent replies can grow without bound.
+    let queued = 0;
     const onLine = (line: string): void => {
       if (line.trim() === '') return;
-      const task = chain.then(() => this.answer(socket, line));
+      if (++queued >= MAX_QUEUED_REQUESTS) socket.pause();
+      const task = chain
+        .then(() => this.answer(socket, line))
+        .finally(() => {
+          if (--queued < MAX_QUEUED_REQUESTS && socket.isPaused()) socket.resume();
+        });
       chain = task;
       this.inFlight.add(task);
       void task.finally(() => this.inFlight.delete(task));
@@ -79,7 +103,8 @@ export class ControlServer {
 
   private async answer(socket: net.Socket, line: string): Promise<void> {
     const reply = await this.dispatch(line);
-    if (!socket.destroyed) socket.write(JSON.stringify(reply) + '\n');
+    if (socket.destroyed) return;
+    if (!socket.write(JSON.stringify(reply) + '\n')) await writable(socket);
   }
 
   private async dispatch(line: string): Promise<Reply> {

@@ -1,5 +1,6 @@
 // `nbdsnap daemon`: start, then stop cleanly on SIGTERM or SIGINT (a second signal exits at once).
 import { createLogger, type Logger } from '../log.ts';
+import { tuneRuntimeForNbd } from '../nbd/runtime-tuning.ts';
 import type { DaemonConfig } from './config.ts';
 import { Daemon } from './daemon.ts';
 
@@ -9,6 +10,7 @@ function flushLogs(log: Logger): Promise<void> {
 
 /** Run until signalled; resolves with the exit status. */
 export async function runDaemon(config: DaemonConfig): Promise<number> {
+  tuneRuntimeForNbd(); // before the first asynchronous fs call
   const log = createLogger({ level: config.logLevel });
   const daemon = await Daemon.start(config, log);
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
