@@ -217,6 +217,8 @@ describe('attach and detach', () => {
     await expectExit(['attach', 's1', '/dev/nbd0', '--connections', '0'], EXIT.INVALID, /--connections/);
     await expectExit(['attach', 's1', '/dev/nbd0', '--connections', 'many'], EXIT.INVALID, /--connections/);
     await expectExit(['attach', 's1', '/dev/nbd0', '--timeout', '-1'], EXIT.INVALID, /--timeout/);
+    await expectExit(['attach', 's1', '/dev/nbd0', '--block-size', '1000'], EXIT.INVALID, /--block-size/);
+    await expectExit(['attach', 's1', '/dev/nbd0', '--block-size', '8192'], EXIT.INVALID, /--block-size/);
     await expectExit(['attach', 'nope', '/dev/nbd0'], EXIT.NOT_FOUND, /no origin or snapshot named nope/);
     const detach = await runCli(['detach', '/etc/passwd']);
     expect([detach.code, detach.stderr]).toEqual([EXIT.INVALID, 'nbdsnap: not an NBD device path: "/etc/passwd" (expected /dev/nbdN)\n']);

@@ -51,7 +51,8 @@ describe('output formats', () => {
 
   it('builds the nbd-client command line', () => {
     expect(attachArgs('/run/nbd.sock', 'snap', '/dev/nbd0')).toEqual(['-unix', '/run/nbd.sock', '/dev/nbd0', '-N', 'snap', '-b', '4096']);
-    expect(attachArgs('/s', 'x', '/dev/nbd1', 2, 30)).toEqual(['-unix', '/s', '/dev/nbd1', '-N', 'x', '-b', '4096', '-C', '2', '-t', '30']);
+    expect(attachArgs('/s', 'x', '/dev/nbd1', { connections: 2, timeout: 30 })).toEqual(['-unix', '/s', '/dev/nbd1', '-N', 'x', '-b', '4096', '-C', '2', '-t', '30']);
+    expect(attachArgs('/s', 'x', '/dev/nbd1', { blockSize: 512 })).toEqual(['-unix', '/s', '/dev/nbd1', '-N', 'x', '-b', '512']);
   });
 });
 
