@@ -27,12 +27,15 @@ describe('serve lifecycle', () => {
     const busy = await RawClient.open(srv.socket);
     const payload = Buffer.alloc(1024 * 1024, 0x5a);
     busy.send(Buffer.concat(Array.from({ length: 40 }, (_, i) => request(CMD.WRITE, { cookie: i + 1, offset: i * payload.length, payload }))));
-    await new Promise((r) => setTimeout(r, 20));
+    // Signal once the server is surely processing the batch (its first reply is out), so there
+    // are requests in flight however slow the machine is.
+    const answered = new Map<number, number>();
+    const first = await busy.readSimpleReply();
+    answered.set(Number(first.cookie), first.error);
     srv.proc.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 100));
     negotiating.send(option(OPT.LIST));
     expect((await negotiating.readOptionReplies()).map((r) => r.type)).toEqual([REP.ERR_SHUTDOWN]);
-    const answered = new Map<number, number>();
     while (!(busy.pending === 0 && (await busy.closedWithin(200)))) {
       const r = await busy.readSimpleReply();
       expect(answered.has(Number(r.cookie))).toBe(false);

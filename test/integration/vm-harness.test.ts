@@ -1,17 +1,17 @@
 // Host-side checks of the VM suite's pure parts (the suite itself runs in the guest:
 // scripts/vm-test.sh). The workload must plan exactly the writes shared/fixtures/workload.py
-// made, or the kernel fixtures and the differential test would not line up.
+// made (test/data/fixtures, copied from the kernel-made shared fixtures), or the kernel fixtures
+// and the differential test would not line up.
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ImageModel, ORIGIN, fillOp, parseStatusLine, patternImage, planWorkload } from '../vm/workload.ts';
 import { PyRandom } from '../vm/py-random.ts';
 
-const fixtures = process.env.NBDSNAP_FIXTURES ?? path.resolve(import.meta.dirname, '../../../shared/fixtures');
-const haveFixtures = fs.existsSync(path.join(fixtures, 'small-cs16.json'));
+const fixtures = process.env.NBDSNAP_FIXTURES ?? path.resolve(import.meta.dirname, '../data/fixtures');
 
 describe('vm workload', () => {
-  it.skipIf(!haveFixtures).each(['small-cs16', 'multiarea-cs8', 'transient-cs16', 'overflow-cs8'])('plans the writes of fixture %s', (name) => {
+  it.each(['small-cs16', 'multiarea-cs8', 'transient-cs16', 'overflow-cs8'])('plans the writes of fixture %s', (name) => {
     const meta = JSON.parse(fs.readFileSync(path.join(fixtures, `${name}.json`), 'utf8'));
     const listed = fs.readFileSync(path.join(fixtures, `${name}.writes.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     const ops = planWorkload({ seed: meta.seed, writes: listed.length, sectors: meta.origin_sectors, snapshots: ['snap'] });

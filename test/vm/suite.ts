@@ -26,7 +26,7 @@ import { ImageModel, ORIGIN, patternImage, sha256Of } from './workload.ts';
 
 const seed = Number(process.env.NBDSNAP_VM_SEED ?? 6);
 const workRoot = process.env.NBDSNAP_VM_WORK ?? '/tmp/nbdsnap-vm';
-const fixturesDir = process.env.NBDSNAP_FIXTURES ?? path.resolve(projectRoot, '../shared/fixtures');
+const fixturesDir = process.env.NBDSNAP_FIXTURES ?? path.resolve(projectRoot, 'test/data/fixtures');
 
 class Skip extends Error {}
 
