@@ -131,10 +131,7 @@ describe('transmission limits', () => {
     }
     expect(peak).toBeGreaterThan(0);
     expect(peak).toBeLessThan(300);
-    c.destroy();
-    const fresh = await NbdEndpoint.open(srv.socket, 'fuzz');
-    await model.repair(fresh);
-    fresh.close();
+    c.destroy(); // the scratch range stays dirty: writes may still be landing
   });
   it('payload cap: 32 MiB READ/WRITE work; 32 MiB + 1 gets EINVAL, the WRITE payload is drained, no disconnect', async () => {
     const c = await RawClient.open(srv.socket, { name: 'fuzz' });

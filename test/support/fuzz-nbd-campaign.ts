@@ -100,6 +100,7 @@ export async function runCampaign(target: FuzzTarget, opts: CampaignOptions): Pr
   for (let batch = 1; run < opts.cases; batch++) {
     const where = `seed ${opts.seed} batch ${batch}`;
     const bystander = await NbdEndpoint.open(target.socket, target.fuzzed.name);
+    target.fuzzed.model.beginBatch();
     const count = Math.min(opts.batchSize, opts.cases - run);
     const cases = Array.from({ length: count }, () => makeCase(rng, rng.pick(opts.kinds), target));
     const dirtyBytes = target.fuzzed.model.dirtyBytes;

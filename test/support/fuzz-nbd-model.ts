@@ -2,7 +2,9 @@
 // (crash-pattern.ts); a fuzz case may change only the ranges its own request stream names in
 // write-type commands, which this model finds by framing the bytes the way the protocol does
 // (28-byte headers, a WRITE followed by its payload, a bad magic or DISC ends the stream).
-// Those ranges are "dirty" until repaired; everywhere else must read back exactly.
+// Those ranges are "dirty" until repaired; everywhere else must read back exactly. A client that
+// hangs up does not cancel its requests, so a write can land after its connection is gone:
+// repair() only rewrites ranges dirtied before the current batch (a batch of quarantine).
 import { SECTOR, readTag, taggedBuffer } from './crash-pattern.ts';
 import type { Endpoint } from './crash-endpoint.ts';
 import type { Rng } from './prng.ts';
@@ -15,11 +17,17 @@ const WRITE_TYPES = new Set([WRITE, 4 /* TRIM */, 6 /* WRITE_ZEROES */]);
 
 export class ExportModel {
   readonly size: number;
-  /** Sector-aligned [start, end) byte ranges that a fuzz case may have changed. */
-  private dirty: [number, number][] = [];
+  /** Sector-aligned [start, end) byte ranges that a fuzz case may have changed, by batch. */
+  private dirty: { start: number; end: number; batch: number }[] = [];
+  private batch = 0;
 
   constructor(size: number) {
     this.size = size;
+  }
+
+  /** Start a new batch: ranges dirtied from now on wait one more batch before repair. */
+  beginBatch(): void {
+    this.batch++;
   }
 
   /** Mark every range a write-type request in `stream` (transmission bytes only) could touch. */
@@ -39,11 +47,11 @@ export class ExportModel {
     if (offset >= BigInt(this.size)) return;
     const start = Math.floor(Number(offset) / SECTOR) * SECTOR;
     const end = Math.min(this.size, Math.ceil((Number(offset) + length) / SECTOR) * SECTOR);
-    if (end > start) this.dirty.push([start, end]);
+    if (end > start) this.dirty.push({ start, end, batch: this.batch });
   }
 
   get dirtyBytes(): number {
-    return merge(this.dirty).reduce((sum, [s, e]) => sum + e - s, 0);
+    return merge(this.dirty.map((d) => [d.start, d.end])).reduce((sum, [s, e]) => sum + e - s, 0);
   }
 
   /** A clean sector-aligned range of up to maxSectors sectors, or undefined if none was found. */
@@ -52,7 +60,7 @@ export class ExportModel {
       const count = rng.int(1, maxSectors);
       const sector = rng.int(0, this.size / SECTOR - count);
       const [s, e] = [sector * SECTOR, (sector + count) * SECTOR];
-      if (!this.dirty.some(([ds, de]) => ds < e && s < de)) return { sector, count };
+      if (!this.dirty.some((d) => d.start < e && s < d.end)) return { sector, count };
     }
     return undefined;
   }
@@ -70,16 +78,17 @@ export class ExportModel {
     return undefined;
   }
 
-  /** Write the original tags back over every dirty range, flush, and forget the dirt. */
+  /** Write the original tags back over the ranges dirtied before this batch, flush, forget them. */
   async repair(endpoint: Endpoint): Promise<void> {
-    for (const [start, end] of merge(this.dirty)) {
+    const settled = this.dirty.filter((d) => d.batch < this.batch);
+    for (const [start, end] of merge(settled.map((d) => [d.start, d.end]))) {
       for (let at = start; at < end; at += 1024 * 1024) {
         const length = Math.min(1024 * 1024, end - at);
         await endpoint.write(taggedBuffer(at / SECTOR, length / SECTOR, 0), at / SECTOR, false);
       }
     }
     await endpoint.flush();
-    this.dirty = [];
+    this.dirty = this.dirty.filter((d) => d.batch === this.batch);
   }
 }
 
