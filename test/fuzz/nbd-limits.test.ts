@@ -1,7 +1,7 @@
 // The NBD server's limits (src/nbd/limits.ts) at their boundaries, each checked against the
 // checklist in docs/nbd-protocol.md section 5 (ERR_TOO_BIG / ERR_INVALID / EINVAL / disconnect),
 // with a bystander connection that must keep reading the right bytes throughout.
-// Limits that are missing today are in nbd-limits-missing.test.ts.
+// Server-wide limits (connections, in-flight bytes across connections) are in nbd-limits-server.test.ts.
 import fs from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NbdEndpoint } from '../support/crash-endpoint.ts';

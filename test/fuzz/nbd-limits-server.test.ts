@@ -1,10 +1,11 @@
-// Limits the NBD server does not have yet (issue 7, "limits on connections, in-flight bytes,
-// option sizes and idle handshakes"). Each test states the bound a fix must meet and FAILS today;
-// the proposed fixes are in docs/security.md ("Known gaps"). Each test has its own server, so
-// the memory it drives up cannot spill into other tests.
+// Server-wide limits (issue 7: "limits on connections, in-flight bytes, option sizes"). These
+// tests failed when first written (docs/security.md, "Found by the fuzzers") and now guard the
+// fixes: LIST raises the option budget once, a connection cap, a server-wide in-flight budget.
+// Each test has its own server, so the memory it drives up cannot spill into other tests.
 import fs from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_LIMITS } from '../../src/nbd/limits.ts';
 import { NbdEndpoint } from '../support/crash-endpoint.ts';
 import { fuzzTempDir, startServeTarget } from '../support/fuzz-nbd-targets.ts';
 import { isAlive, openFds, rssMiB } from '../support/fuzz-proc.ts';
@@ -14,8 +15,7 @@ import type { ServeProcess } from '../support/serve-process.ts';
 
 const MiB = 1024 * 1024;
 const RSS_LIMIT_MIB = 300;
-/** The cap docs/security.md proposes; a fix may choose lower. */
-const PROPOSED_MAX_CONNECTIONS = 1024;
+const MAX_CONNECTIONS = DEFAULT_LIMITS.maxConnections;
 let cleanup: (() => Promise<void>)[] = [];
 
 afterEach(async () => {
@@ -41,8 +41,8 @@ async function server(): Promise<{ srv: ServeProcess; check(): Promise<void> }> 
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-describe('missing limits (these tests fail until the limits exist)', () => {
-  it('MISSING LIMIT handshake/LIST: LIST must not lift the option cap; a LIST flood that never reads is cut off with RSS < 300 MiB', async () => {
+describe('server-wide limits', () => {
+  it('LIST raises the option cap only once: a LIST flood that never reads is cut off with RSS < 300 MiB', async () => {
     const { srv, check } = await server();
     const c = await RawClient.connect(srv.socket);
     await c.greet();
@@ -59,11 +59,11 @@ describe('missing limits (these tests fail until the limits exist)', () => {
     await check();
   });
 
-  it(`MISSING LIMIT connections: at most ${PROPOSED_MAX_CONNECTIONS} simultaneous connections are kept open`, async () => {
+  it(`connection cap: at most ${MAX_CONNECTIONS} simultaneous connections are kept open`, async () => {
     const { srv, check } = await server();
     const sockets: net.Socket[] = [];
     cleanup.push(async () => sockets.forEach((s) => s.destroy()));
-    for (let wave = 0; wave < (PROPOSED_MAX_CONNECTIONS + 200) / 100; wave++) {
+    for (let wave = 0; wave < (MAX_CONNECTIONS + 200) / 100; wave++) {
       // In waves, so the listen backlog (EAGAIN on a full Unix socket queue) is never the limit.
       const batch = Array.from({ length: 100 }, () => net.connect(srv.socket).on('error', () => {}));
       sockets.push(...batch);
@@ -72,12 +72,12 @@ describe('missing limits (these tests fail until the limits exist)', () => {
     await sleep(500);
     const fds = openFds(srv.proc.pid!);
     for (const s of sockets) s.destroy();
-    expect(fds, 'file descriptors held by the server').toBeLessThan(PROPOSED_MAX_CONNECTIONS + 50);
+    expect(fds, 'file descriptors held by the server').toBeLessThan(MAX_CONNECTIONS + 50);
     await sleep(200);
     await check();
   });
 
-  it('MISSING LIMIT server-wide in-flight bytes: 4 clients that never read their READ replies keep RSS < 300 MiB', async () => {
+  it('server-wide in-flight budget: 4 clients that never read their READ replies keep RSS < 300 MiB', async () => {
     const { srv, check } = await server();
     const hogs: RawClient[] = [];
     for (let h = 0; h < 4; h++) {
