@@ -38,7 +38,14 @@ mount -t devtmpfs devtmpfs $r/dev || fail "devtmpfs"
 mkdir -p $r/dev/pts $r/dev/shm
 mount -t devpts devpts $r/dev/pts
 mount -t tmpfs tmpfs $r/dev/shm
+# A checkout under /tmp (CI may clone there) must stay visible over the guest's own /tmp.
+case "$PROJECT" in
+  /tmp/*) mkdir -p /project && mount --bind "$r$PROJECT" /project || fail "cannot keep $PROJECT" ;;
+esac
 mount -t tmpfs -o mode=1777 tmpfs $r/tmp || fail "tmpfs /tmp"
+case "$PROJECT" in
+  /tmp/*) mkdir -p "$r$PROJECT" && mount --bind /project "$r$PROJECT" || fail "cannot bind $PROJECT back" ;;
+esac
 mount -t tmpfs -o mode=755 tmpfs $r/run || fail "tmpfs /run"
 mkdir -p $r/run/vmshare $r/run/lock
 mount --bind /share $r/run/vmshare || fail "bind vmshare"

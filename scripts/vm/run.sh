@@ -202,6 +202,7 @@ trap cleanup EXIT
 
 {
   printf 'MODDIR=%q\n' "$moddir"
+  printf 'PROJECT=%q\n' "$root"
   printf 'MODULES=%q\n' "nbd:nbds_max=16 loop dm-mod dm-bufio dm-snapshot dm-log-writes dm-flakey ext4"
 } >"$share/config"
 {
