@@ -23,6 +23,7 @@ import {
   readBack, readHeader, runWorkloadHalf, type Backend, type Files, type HalfResult, type Layout,
 } from './scenarios.ts';
 import { ImageModel, ORIGIN, patternImage, sha256Of } from './workload.ts';
+import { nbdsnapIoFaults } from './faults.ts';
 
 const seed = Number(process.env.NBDSNAP_VM_SEED ?? 6);
 const workRoot = process.env.NBDSNAP_VM_WORK ?? '/tmp/nbdsnap-vm';
@@ -404,6 +405,7 @@ const tests: TestCase[] = [
     // nbdsnap-differential; this adds an overflow caused by a snapshot write (non-PO).
     run: async (_c, d) => { requireDaemon(); await replayFixture(() => new NbdsnapBackend(d), d, ['overflow-cs8']); },
   },
+  { name: 'nbdsnap-io-faults', daemon: true, run: nbdsnapIoFaults },
 ];
 
 /** Unfreezes and unmounts whatever a failed test left mounted under the work directory. */
