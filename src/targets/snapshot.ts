@@ -61,8 +61,9 @@ export class Snapshot implements BlockDevice {
     return this.table.size;
   }
 
-  /** The info field of `dmsetup status` for this snapshot. */
+  /** The info field of `dmsetup status` for this snapshot (total: the COW's current size). */
   status(): string {
+    if (!this.closed) this.store.resize();
     return this.store.status();
   }
 
@@ -183,7 +184,7 @@ export class Snapshot implements BlockDevice {
   private allocate(chunk: number, cause: Cause): PendingException | undefined {
     let newChunk: number;
     try {
-      newChunk = this.store.prepare();
+      newChunk = this.prepareChunk();
     } catch (err) {
       if (!isBlockError(err) || err.errno !== 'ENOSPC') throw err;
       if (cause === 'snapshot' && this.store.kind === 'PO') {
@@ -197,6 +198,20 @@ export class Snapshot implements BlockDevice {
     const pe = newPendingException(chunk, newChunk);
     this.pending.set(chunk, pe);
     return pe;
+  }
+
+  /**
+   * store.prepare(), and when the store is full, once more after re-reading the COW's size: as in
+   * the kernel, a COW grown while in use (a file extended, an LV resized) is used without a reload.
+   */
+  private prepareChunk(): number {
+    try {
+      return this.store.prepare();
+    } catch (err) {
+      if (!isBlockError(err) || err.errno !== 'ENOSPC') throw err;
+      this.store.resize();
+      return this.store.prepare();
+    }
   }
 
   /** Fill, commit, publish, drain tracked reads, release waiters. Never throws. */

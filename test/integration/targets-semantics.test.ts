@@ -169,3 +169,31 @@ describe('snapshot lifecycle', () => {
     expect((await readAll(snap, 0, 4096)).equals(filled(4096, 0x11))).toBe(true);
   });
 });
+
+describe('a COW grown while in use', () => {
+  it('is used without a reload: allocation and status see the new size, nothing is invalidated', async () => {
+    const { FileDevice } = await import('../../src/block/file-device.ts');
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'targets-grow-'));
+    try {
+      const originMem = new MemoryDevice(256 * KiB, { data: Buffer.alloc(256 * KiB, 0x11) });
+      const origin = new SnapshotOrigin(originMem);
+      const file = path.join(dir, 'grow.cow');
+      const cow = FileDevice.open(file, { createSize: 4 * 4 * KiB }); // header, area, 2 data chunks
+      const snap = await origin.createSnapshot(await openStore('P', cow, { chunkSectors: 8 }));
+      for (let c = 0; c < 2; c++) await origin.write(filled(4 * KiB, 0x30 + c), c * 4 * KiB);
+      expect(snap.status()).toBe(`${4 * 8}/${4 * 8} 16`);
+      fs.truncateSync(file, 16 * 4 * KiB); // the COW grows underneath: the next allocation sees it
+      for (let c = 2; c < 6; c++) await origin.write(filled(4 * KiB, 0x30 + c), c * 4 * KiB);
+      expect(snap.status()).toBe(`${8 * 8}/${16 * 8} 16`);
+      fs.truncateSync(file, 20 * 4 * KiB); // and status shows the new total without an allocation
+      expect(snap.status()).toBe(`${8 * 8}/${20 * 8} 16`);
+      expect((await readAll(snap, 0, 32 * KiB)).equals(filled(32 * KiB, 0x11))).toBe(true);
+      await origin.removeSnapshot(snap);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
