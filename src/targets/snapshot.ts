@@ -30,6 +30,15 @@ export interface SnapshotOptions {
 /** Who asked for an exception: it decides what a full PO store does (overflow vs invalidate). */
 type Cause = 'origin' | 'snapshot';
 
+/**
+ * Wait for every piece of a split request, then fail with the first error: a request is answered
+ * only when none of its pieces is still running (a retry must never race a failed original).
+ */
+async function allPieces(parts: Promise<void>[]): Promise<void> {
+  const results = await Promise.allSettled(parts);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
+}
+
 export class Snapshot implements BlockDevice {
   readonly store: ExceptionStore;
   readonly size: number;
@@ -43,6 +52,8 @@ export class Snapshot implements BlockDevice {
   private readonly tracked = new ChunkTracker();
   private readonly log: Logger;
   private closed = false;
+  /** Settles once the invalidation (valid=0 header) is written; origin writes wait for it. */
+  private invalidation: Promise<void> | undefined;
 
   /** `source` is the origin's underlying device; `size` the snapshot's length (the origin's at creation). */
   constructor(source: BlockDevice, store: ExceptionStore, size: number, opts: SnapshotOptions = {}) {
@@ -75,12 +86,13 @@ export class Snapshot implements BlockDevice {
 
   /** Ensure `chunk` is preserved before the origin overwrites it. Undefined: nothing to wait for. */
   preserve(chunk: number): Promise<void> | undefined {
-    if (!this.valid) return undefined;
+    if (this.closed) return undefined;
+    if (this.store.state === 'invalid') return this.invalidation;
     const pe = this.pending.get(chunk);
     if (pe) return pe.settled;
     if (this.table.lookup(chunk) >= 0) return undefined;
     const created = this.allocate(chunk, 'origin');
-    if (!created) return undefined;
+    if (!created) return this.invalidation; // full: the origin write waits for valid=0 on disk
     void this.complete(created, () => this.copyFromOrigin(created));
     return created.settled;
   }
@@ -97,7 +109,7 @@ export class Snapshot implements BlockDevice {
     for (const p of splitByUnit(offset, buf.length, cb)) {
       parts.push(this.readPiece(buf.subarray(p.bufOffset, p.bufOffset + p.length), Math.floor(p.offset / cb), p.offset % cb));
     }
-    await Promise.all(parts);
+    await allPieces(parts);
   }
 
   async write(buf: Uint8Array, offset: number, opts?: WriteOptions): Promise<void> {
@@ -108,7 +120,7 @@ export class Snapshot implements BlockDevice {
     for (const p of splitByUnit(offset, buf.length, cb)) {
       parts.push(this.writePiece(buf.subarray(p.bufOffset, p.bufOffset + p.length), Math.floor(p.offset / cb), p.offset % cb, opts));
     }
-    await Promise.all(parts);
+    await allPieces(parts);
   }
 
   /** An empty flush goes to the COW only (exceptions are already durable when acknowledged). */
@@ -176,7 +188,7 @@ export class Snapshot implements BlockDevice {
       pe = created;
     }
     await pe.done;
-    this.checkWritable();
+    this.checkUsable(); // accepted before any overflow, like a bio the kernel already parked
     await this.store.cow.write(data, pe.newChunk * cb + within, opts);
   }
 
@@ -191,7 +203,7 @@ export class Snapshot implements BlockDevice {
         this.log.warn('COW store full: snapshot overflowed');
         this.store.overflow();
       } else {
-        void this.invalidate('COW store full');
+        void this.invalidate('COW store full'); // preserve() hands this.invalidation to the origin write
       }
       return undefined;
     }
@@ -241,14 +253,14 @@ export class Snapshot implements BlockDevice {
   }
 
   /** Invalidate the snapshot for good (idempotent; persisted by P/PO stores). */
-  async invalidate(reason: string): Promise<void> {
-    if (this.store.state === 'invalid') return;
-    this.log.error({ reason }, 'invalidating snapshot');
-    try {
-      await this.store.invalidate(reason);
-    } catch (err) {
+  invalidate(reason: string): Promise<void> {
+    if (this.store.state !== 'invalid') this.log.error({ reason }, 'invalidating snapshot');
+    // Always wait for the store: when it is already invalid, its valid=0 header write may still be
+    // in flight, and origin writes released before it is durable could outrun it in a crash.
+    this.invalidation = this.store.invalidate(reason).catch((err) => {
       // The header could not be written; the store is still invalid in memory, which is what matters now.
       this.log.error({ err }, 'could not persist snapshot invalidation');
-    }
+    });
+    return this.invalidation;
   }
 }

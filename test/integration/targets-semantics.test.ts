@@ -109,6 +109,28 @@ describe('snapshot writes', () => {
   });
 });
 
+describe('invalidation before the origin moves on', () => {
+  it('an origin write that finds the store full reaches the origin only after valid=0 is written', async () => {
+    const log: Call[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let holding: Hold | undefined;
+    const origin = new SnapshotOrigin(recording('origin', new MemoryDevice(64 * KiB, { data: Buffer.alloc(64 * KiB, 0x11) }), log));
+    const cowMem = cowFor(1, 8); // header, area 0 and a single data chunk
+    const snap = await origin.createSnapshot(await openStore('P', recording('cow', cowMem, log, () => holding), { chunkSectors: 8 }));
+    await origin.write(filled(4 * KiB, 0x20), 0);
+    holding = (c) => (c.device === 'cow' && c.op === 'write' && c.offset === 0 ? gate : undefined); // the header
+    const write = origin.write(filled(4 * KiB, 0x21), 4 * KiB);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(log.some((c) => c.device === 'origin' && c.op === 'write' && c.offset === 4 * KiB)).toBe(false);
+    release();
+    await write;
+    expect(snap.status()).toBe('Invalid');
+    expect(cowMem.bytes.readUInt32LE(4)).toBe(0);
+    expect((await readAll(origin, 4 * KiB, 4 * KiB)).equals(filled(4 * KiB, 0x21))).toBe(true);
+  });
+});
+
 describe('races on one chunk', () => {
   it('an origin write waits for a snapshot read that is reading the origin chunk', async () => {
     const log: Call[] = [];
