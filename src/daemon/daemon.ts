@@ -80,15 +80,28 @@ export class Daemon {
     await notifyStopping(ctx.log);
     await this.control.close();
     await ctx.nbd.close();
+    let failed: unknown;
+    // One export that fails to close must not leave the others (or the catalog) open.
+    const attempt = async (what: string, step: () => Promise<void>): Promise<void> => {
+      try {
+        await step();
+      } catch (err) {
+        ctx.log.error({ err, export: what }, 'closing failed');
+        failed ??= err;
+      }
+    };
     for (const origin of ctx.registry.origins.values()) {
       for (const snap of origin.snapshots.values()) {
-        if (snap.target) await origin.target!.removeSnapshot(snap.target);
+        const target = snap.target;
+        if (target) await attempt(snap.row.name, () => origin.target!.removeSnapshot(target));
       }
-      if (origin.target) await origin.target.close();
+      const target = origin.target;
+      if (target) await attempt(origin.row.name, async () => (await target.flush(), await target.close()));
     }
     ctx.registry.origins.clear();
     ctx.catalog.close();
     fs.rmSync(ctx.config.nbdSocket, { force: true });
+    if (failed) throw failed;
     ctx.log.info('stopped');
   }
 }

@@ -143,6 +143,9 @@ export class Snapshot implements BlockDevice {
     if (this.closed) return;
     this.closed = true;
     await Promise.all([...this.pending.values()].map((pe) => pe.settled));
+    // Snapshot writes to existing exceptions may not be flushed yet; a failure here must not keep
+    // the store and the device open, so it is logged (those writes were never promised durable).
+    await this.store.cow.flush().catch((err: unknown) => this.log.error({ err }, 'flushing the COW at close failed'));
     await this.store.close();
     await this.store.cow.close();
   }
