@@ -12,11 +12,13 @@ function flushLogs(log: Logger): Promise<void> {
 export async function runDaemon(config: DaemonConfig): Promise<number> {
   tuneRuntimeForNbd(); // before the first asynchronous fs call
   const log = createLogger({ level: config.logLevel });
-  const daemon = await Daemon.start(config, log);
+  // Handlers first: READY=1 goes out from inside start(), and a SIGTERM that follows it at once
+  // must mean a clean stop, not the default action (death with nothing flushed or removed).
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
+  const daemon = await Daemon.start(config, log);
   const signal = await signalled;
   log.info({ signal }, 'signal received');
   const again = () => {
