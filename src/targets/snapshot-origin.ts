@@ -95,9 +95,8 @@ export class SnapshotOrigin implements BlockDevice {
     throw new BlockError('ENOTSUP', 'the origin does not support discard (it would bypass copy-on-write)');
   }
 
-  async zero(length: number, offset: number, opts?: ZeroOptions): Promise<void> {
-    if (opts?.fast) throw new BlockError('ENOTSUP', 'origin zeroing is a copy-on-write write');
-    await writeZeroes((b, o, w) => this.write(b, o, w), length, offset, opts);
+  zero(length: number, offset: number, opts?: ZeroOptions): Promise<void> {
+    return writeZeroes((b, o, w) => this.write(b, o, w), length, offset, opts);
   }
 
   /** Close the origin device; every snapshot must have been removed first. */

@@ -78,10 +78,6 @@ export class Snapshot implements BlockDevice {
     return this.store.status();
   }
 
-  get valid(): boolean {
-    return this.store.state !== 'invalid' && !this.closed;
-  }
-
   // ---- called by the snapshot-origin for each chunk an origin write touches
 
   /** Ensure `chunk` is preserved before the origin overwrites it. Undefined: nothing to wait for. */
@@ -133,9 +129,8 @@ export class Snapshot implements BlockDevice {
     throw new BlockError('ENOTSUP', 'snapshots do not support discard');
   }
 
-  async zero(length: number, offset: number, opts?: ZeroOptions): Promise<void> {
-    if (opts?.fast) throw new BlockError('ENOTSUP', 'snapshot zeroing is a copy-on-write write');
-    await writeZeroes((b, o, w) => this.write(b, o, w), length, offset, opts);
+  zero(length: number, offset: number, opts?: ZeroOptions): Promise<void> {
+    return writeZeroes((b, o, w) => this.write(b, o, w), length, offset, opts);
   }
 
   /** Wait for exceptions in flight, then close the store and its COW device. Idempotent. */

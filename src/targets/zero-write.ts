@@ -1,6 +1,7 @@
 // WRITE_ZEROES on snapshot targets is an ordinary write of zeroes (the kernel emulates it above
 // dm with normal writes), so it takes the copy-on-write path like any other write.
-import type { DeviceCaps, WriteOptions } from '../block/device.ts';
+import type { DeviceCaps, WriteOptions, ZeroOptions } from '../block/device.ts';
+import { BlockError } from '../block/errors.ts';
 
 const ZEROES = Buffer.alloc(1 << 20);
 
@@ -8,12 +9,14 @@ export async function writeZeroes(
   write: (buf: Uint8Array, offset: number, opts?: WriteOptions) => Promise<void>,
   length: number,
   offset: number,
-  opts?: WriteOptions,
+  opts?: ZeroOptions,
 ): Promise<void> {
+  // A copy-on-write write is never faster than writing zeroes: FAST_ZERO must fail at once.
+  if (opts?.fast) throw new BlockError('ENOTSUP', 'zeroing a snapshot target is a copy-on-write write');
   let pos = 0;
   while (pos < length) {
     const n = Math.min(ZEROES.length, length - pos);
-    await write(ZEROES.subarray(0, n), offset + pos, opts);
+    await write(ZEROES.subarray(0, n), offset + pos, { fua: opts?.fua });
     pos += n;
   }
 }
