@@ -11,6 +11,7 @@
 // disk never stalls the event loop for long.
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { SECTOR_BYTES } from '../common/sectors.ts';
 import { BlockError } from './errors.ts';
 import type { BlockDevice, DeviceCaps, WriteOptions, ZeroOptions } from './device.ts';
 
@@ -40,13 +41,13 @@ function devNumbers(rdev: number): string {
 /** Size and logical block size of an open descriptor, without ioctls (sysfs for block devices). */
 export function probeGeometry(fd: number): { size: number; blockSize: number; isBlockDevice: boolean } {
   const st = fs.fstatSync(fd);
-  if (st.isFile()) return { size: st.size, blockSize: 512, isBlockDevice: false };
+  if (st.isFile()) return { size: st.size, blockSize: SECTOR_BYTES, isBlockDevice: false };
   if (!st.isBlockDevice()) throw new BlockError('EINVAL', 'not a regular file or block device');
   const base = `/sys/dev/block/${devNumbers(st.rdev)}`;
   const sectors = sysfsNumber(`${base}/size`);
   if (sectors === undefined) throw new BlockError('EIO', `cannot read ${base}/size`);
-  const blockSize = sysfsNumber(`${base}/queue/logical_block_size`) ?? sysfsNumber(`${base}/../queue/logical_block_size`) ?? 512;
-  return { size: sectors * 512, blockSize, isBlockDevice: true };
+  const blockSize = sysfsNumber(`${base}/queue/logical_block_size`) ?? sysfsNumber(`${base}/../queue/logical_block_size`) ?? SECTOR_BYTES;
+  return { size: sectors * SECTOR_BYTES, blockSize, isBlockDevice: true }; // sysfs size is in sectors
 }
 
 function pread(fd: number, buf: Uint8Array, pos: number, offset: number): Promise<number> {

@@ -1,5 +1,6 @@
 // A BlockDevice in memory, for tests and for building layers without a disk. Writes are
 // "durable" at once; `resize` grows or shrinks it like an LVM extend would.
+import { SECTOR_BYTES } from '../common/sectors.ts';
 import { BlockError } from './errors.ts';
 import type { BlockDevice, DeviceCaps, WriteOptions, ZeroOptions } from './device.ts';
 
@@ -11,7 +12,7 @@ export class MemoryDevice implements BlockDevice {
 
   constructor(size: number, opts: { readOnly?: boolean; blockSize?: number; data?: Buffer } = {}) {
     this.data = opts.data ?? Buffer.alloc(size);
-    this.blockSize = opts.blockSize ?? 512;
+    this.blockSize = opts.blockSize ?? SECTOR_BYTES;
     this.readOnly = opts.readOnly ?? false;
     const rw = !this.readOnly;
     this.caps = { flush: rw, fua: rw, trim: rw, zero: rw, fastZero: false };

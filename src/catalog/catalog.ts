@@ -4,9 +4,9 @@
 // changes against file creation and deletion). The exception tables stay in the COW stores.
 import BetterSqlite3 from 'better-sqlite3';
 import type { Database, Statement } from 'better-sqlite3';
+import type { SnapshotKind } from '../common/snapshot-kind.ts';
 import { migrate } from './migrations.ts';
 
-export type SnapshotKind = 'P' | 'PO' | 'N';
 export type OriginState = 'ready' | 'removing';
 export type SnapshotState = 'creating' | 'ready' | 'removing';
 

@@ -1,12 +1,13 @@
 // Size arguments as LVM takes them: a number with an optional binary unit (512, 512K, 64M, 1G,
 // 1T, also 1.5G; KiB/kb spellings and a trailing B accepted). Plain numbers are bytes, and a
 // trailing 's' means 512-byte sectors. Anything else is refused with a clear message.
+import { SECTOR_BYTES } from '../common/sectors.ts';
 import { CliError, ExitCode } from './errors.ts';
 
 const UNITS: Record<string, number> = {
   '': 1,
   b: 1,
-  s: 512,
+  s: SECTOR_BYTES,
   k: 2 ** 10,
   m: 2 ** 20,
   g: 2 ** 30,

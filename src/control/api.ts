@@ -2,8 +2,10 @@
 // Unix socket. A request is {op, ...fields}; the reply is {ok: true, result} or
 // {ok: false, error: {code, message}}. Every field is checked in validate.ts before a handler
 // runs; handlers (daemon/handlers.ts) receive these types already validated.
+import type { SnapshotKind } from '../common/snapshot-kind.ts';
 
-export type SnapshotKind = 'P' | 'PO' | 'N';
+/** Part of the API's vocabulary; defined in common/snapshot-kind.ts. */
+export type { SnapshotKind };
 
 export interface RequestMap {
   /** Where the daemon listens (the CLI's attach needs the NBD socket), pid, version. */

@@ -5,10 +5,11 @@ import net from 'node:net';
 import fs from 'node:fs';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
+import { errorText } from '../common/error-text.ts';
+import { clearStaleSocket, listenPrivate } from '../common/unix-socket.ts';
 import { ControlError, MAX_REQUEST_BYTES, type Handlers, type Reply, type Request } from './api.ts';
 import { validateRequest } from './validate.ts';
 import { readLines } from './lines.ts';
-import { clearStaleSocket, listenPrivate } from './unix-socket.ts';
 
 export interface ControlServerOptions {
   handlers: Handlers;
@@ -34,8 +35,7 @@ function writable(socket: net.Socket): Promise<void> {
 
 function errorReply(err: unknown): Reply {
   if (err instanceof ControlError) return { ok: false, error: { code: err.code, message: err.message } };
-  const message = err instanceof Error ? err.message : String(err);
-  return { ok: false, error: { code: 'INTERNAL', message } };
+  return { ok: false, error: { code: 'INTERNAL', message: errorText(err) } };
 }
 
 export class ControlServer {

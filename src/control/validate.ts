@@ -3,14 +3,14 @@
 // INVALID/BAD_REQUEST before any handler runs, so handlers can trust their input (checks that
 // need the file system or the devices, such as existence and block sizes, are the daemon's).
 import path from 'node:path';
+import { MAX_CHUNK_SECTORS } from '../common/chunk-sectors.ts';
+import { SECTOR_BYTES } from '../common/sectors.ts';
+import { isSnapshotKind } from '../common/snapshot-kind.ts';
 import { ControlError, type Op, type Request } from './api.ts';
 
 /** Export names: also file names (<data-dir>/cow/<name>.cow) and NBD export names. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
 export const MAX_PATH_LENGTH = 4095;
-/** Kernel limit: chunk sizes above INT_MAX>>9 sectors fail, so 2^21 is the largest power of two. */
-export const MAX_CHUNK_SECTORS = 2 ** 21;
-export const SNAPSHOT_KINDS = ['P', 'PO', 'N'] as const;
 
 type Check = (value: unknown, field: string) => unknown;
 
@@ -39,7 +39,7 @@ export const checks = {
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
       invalid(field, `the size must be a positive whole number of bytes, not ${JSON.stringify(value)}`);
     }
-    if (value % 512 !== 0) invalid(field, `the size must be a multiple of 512 bytes, not ${value}`);
+    if (value % SECTOR_BYTES !== 0) invalid(field, `the size must be a multiple of ${SECTOR_BYTES} bytes, not ${value}`);
     return value;
   },
   chunkSectors(value, field) {
@@ -50,7 +50,7 @@ export const checks = {
     return value;
   },
   kind(value, field) {
-    if (!SNAPSHOT_KINDS.includes(value as never)) invalid(field, `must be P, PO or N, not ${JSON.stringify(value)}`);
+    if (!isSnapshotKind(value)) invalid(field, `must be P, PO or N, not ${JSON.stringify(value)}`);
     return value;
   },
   boolean(value, field) {

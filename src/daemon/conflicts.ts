@@ -1,6 +1,7 @@
 // Checks before anything is created: names unique across origins and snapshots, and a file or
 // device used by at most one origin or snapshot (by identity, not spelling), mapped to the
 // control API's error codes. Errors from opening devices and stores are mapped here too.
+import { errorText } from '../common/error-text.ts';
 import { ControlError } from '../control/api.ts';
 import { isBlockError } from '../block/errors.ts';
 import { CorruptStoreError, StoreConfigError } from '../store/open-store.ts';
@@ -35,5 +36,5 @@ export function toControlError(err: unknown, what: string): ControlError {
   if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
     return new ControlError('INVALID', `${what}: ${(err as Error).message}`, { cause: err });
   }
-  return new ControlError('INTERNAL', `${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  return new ControlError('INTERNAL', `${what}: ${errorText(err)}`, { cause: err });
 }

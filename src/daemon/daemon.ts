@@ -7,14 +7,14 @@ import path from 'node:path';
 import { Catalog } from '../catalog/catalog.ts';
 import type { DaemonInfo } from '../control/api.ts';
 import { ControlServer } from '../control/server.ts';
-import { clearStaleSocket } from '../control/unix-socket.ts';
+import { clearStaleSocket } from '../common/unix-socket.ts';
 import type { Logger } from '../log.ts';
 import { NbdServer } from '../nbd/server.ts';
 import type { DaemonConfig } from './config.ts';
 import type { DaemonContext } from './context.ts';
 import { createHandlers } from './handlers.ts';
 import { notifyReady, notifyStopping } from './notify.ts';
-import { Registry } from './registry.ts';
+import { ExportLifecycle } from './lifecycle.ts';
 import { repairCatalog } from './repair.ts';
 import { restoreAll } from './restore.ts';
 import { makeDirs } from './paths.ts';
@@ -29,11 +29,13 @@ function packageVersion(): string {
 export class Daemon {
   readonly info: DaemonInfo;
   private readonly ctx: DaemonContext;
+  private readonly nbd: NbdServer;
   private readonly control: ControlServer;
   private stopping: Promise<void> | undefined;
 
-  private constructor(ctx: DaemonContext, tcp: DaemonInfo['tcp']) {
+  private constructor(ctx: DaemonContext, nbd: NbdServer, tcp: DaemonInfo['tcp']) {
     this.ctx = ctx;
+    this.nbd = nbd;
     const { config } = ctx;
     this.info = { version: packageVersion(), pid: process.pid, dataDir: config.dataDir, controlSocket: config.controlSocket, nbdSocket: config.nbdSocket, tcp };
     this.control = new ControlServer({ handlers: createHandlers(ctx, () => this.info), logger: ctx.log.child({ module: 'control' }) });
@@ -46,23 +48,24 @@ export class Daemon {
     await clearStaleSocket(config.controlSocket);
     await clearStaleSocket(config.nbdSocket);
     const catalog = new Catalog(path.join(config.dataDir, CATALOG_FILE));
-    const registry = new Registry();
-    const nbd = new NbdServer({ exports: registry, logger: log.child({ module: 'nbd' }) });
-    const ctx: DaemonContext = { config, catalog, registry, nbd, log };
+    const exports = new ExportLifecycle();
+    const nbd = new NbdServer({ exports, logger: log.child({ module: 'nbd' }) });
+    exports.bindServer(nbd);
+    const ctx: DaemonContext = { config, catalog, exports, log };
     let daemon: Daemon | undefined;
     try {
       repairCatalog(catalog, log);
-      await restoreAll(catalog, registry, log);
+      await restoreAll(catalog, exports, log);
       await nbd.listenUnix(config.nbdSocket);
       const tcp = config.listen ? await nbd.listenTcp(config.listen.host, config.listen.port) : null;
-      daemon = new Daemon(ctx, tcp);
+      daemon = new Daemon(ctx, nbd, tcp);
       await daemon.control.listen(config.controlSocket);
     } catch (err) {
-      await (daemon ?? new Daemon(ctx, null)).stop();
+      await (daemon ?? new Daemon(ctx, nbd, null)).stop();
       throw err;
     }
-    const served = registry.list().length;
-    const failed = registry.snapshots().filter((s) => !s.snapshot.target).length + [...registry.origins.values()].filter((o) => !o.target).length;
+    const served = exports.list().length;
+    const failed = exports.failedCount();
     log.info({ exports: served, failed, nbdSocket: config.nbdSocket, controlSocket: config.controlSocket, tcp: daemon.info.tcp }, 'nbdsnap daemon ready');
     await notifyReady(`serving ${served} exports${failed ? `, ${failed} failed` : ''}`, log);
     return daemon;
@@ -79,26 +82,11 @@ export class Daemon {
     ctx.log.info('shutting down');
     await notifyStopping(ctx.log);
     await this.control.close();
-    await ctx.nbd.close();
+    await this.nbd.close();
     let failed: unknown;
-    // One export that fails to close must not leave the others (or the catalog) open.
-    const attempt = async (what: string, step: () => Promise<void>): Promise<void> => {
-      try {
-        await step();
-      } catch (err) {
-        ctx.log.error({ err, export: what }, 'closing failed');
-        failed ??= err;
-      }
-    };
-    for (const origin of ctx.registry.origins.values()) {
-      for (const snap of origin.snapshots.values()) {
-        const target = snap.target;
-        if (target) await attempt(snap.row.name, () => origin.target!.removeSnapshot(target));
-      }
-      const target = origin.target;
-      if (target) await attempt(origin.row.name, async () => (await target.flush(), await target.close()));
-    }
-    ctx.registry.origins.clear();
+    // Every snapshot detached (its store flushed and closed), every origin flushed and closed;
+    // one export that fails to close does not leave the others (or the catalog) open.
+    await ctx.exports.closeAll(ctx.log).catch((err: unknown) => (failed = err));
     ctx.catalog.close();
     fs.rmSync(ctx.config.nbdSocket, { force: true });
     if (failed) throw failed;

@@ -1,8 +1,9 @@
 // Builds the control API's read results (lists, dmsetup-style status and table lines) from the
-// registry's live objects, falling back to catalog rows for failed entries.
+// lifecycle's live objects, falling back to catalog rows for failed entries.
 import fs from 'node:fs';
+import { SECTOR_BYTES } from '../common/sectors.ts';
 import type { OriginInfo, SnapshotInfo, StatusLine, TableLine } from '../control/api.ts';
-import type { OriginEntry, SnapshotEntry } from './registry.ts';
+import type { OriginEntry, SnapshotEntry } from './lifecycle.ts';
 
 export type ConnectionCount = (name: string) => number;
 
@@ -62,11 +63,11 @@ export function describeSnapshot(origin: OriginEntry, snap: SnapshotEntry, conne
 }
 
 export function originStatus(origin: OriginEntry): StatusLine {
-  return { name: origin.row.name, start: 0, sectors: Math.floor(originSize(origin) / 512), target: 'snapshot-origin', info: '' };
+  return { name: origin.row.name, start: 0, sectors: Math.floor(originSize(origin) / SECTOR_BYTES), target: 'snapshot-origin', info: '' };
 }
 
 export function snapshotStatus(origin: OriginEntry, snap: SnapshotEntry): StatusLine {
-  const sectors = Math.floor((snap.target?.size ?? originSize(origin)) / 512);
+  const sectors = Math.floor((snap.target?.size ?? originSize(origin)) / SECTOR_BYTES);
   return { name: snap.row.name, start: 0, sectors, target: 'snapshot', info: snap.target ? snap.target.status() : 'Failed' };
 }
 

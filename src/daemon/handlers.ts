@@ -5,7 +5,7 @@ import { ControlError, type DaemonInfo, type Handlers, type StatusLine, type Tab
 import type { DaemonContext } from './context.ts';
 import { describeOrigin, describeSnapshot, originStatus, originTable, snapshotStatus, snapshotTable } from './describe.ts';
 import { addOrigin, removeOrigin } from './origin-ops.ts';
-import type { OriginEntry, SnapshotEntry } from './registry.ts';
+import type { OriginEntry, SnapshotEntry } from './lifecycle.ts';
 import { createSnapshot, removeSnapshot } from './snapshot-ops.ts';
 
 /** Runs tasks one at a time, in arrival order. */
@@ -21,7 +21,7 @@ export function createLock(): <T>(task: () => Promise<T> | T) => Promise<T> {
 /** The lines for every export (or the one named), origins before their snapshots. */
 function linesFor<L>(ctx: DaemonContext, name: string | undefined, ofOrigin: (o: OriginEntry) => L, ofSnapshot: (o: OriginEntry, s: SnapshotEntry) => L): L[] {
   const lines: L[] = [];
-  for (const origin of ctx.registry.origins.values()) {
+  for (const origin of ctx.exports.origins.values()) {
     if (name === undefined || name === origin.row.name) lines.push(ofOrigin(origin));
     for (const snap of origin.snapshots.values()) if (name === undefined || name === snap.row.name) lines.push(ofSnapshot(origin, snap));
   }
@@ -31,21 +31,21 @@ function linesFor<L>(ctx: DaemonContext, name: string | undefined, ofOrigin: (o:
 
 export function createHandlers(ctx: DaemonContext, info: () => DaemonInfo): Handlers {
   const exclusive = createLock();
-  const conns = (name: string) => ctx.nbd.connectionCount(name);
+  const conns = (name: string) => ctx.exports.connectionCount(name);
   return {
     'daemon.info': async () => info(),
     'origin.add': (r) => exclusive(() => describeOrigin(addOrigin(ctx, r.name, r.path), conns)),
     'origin.remove': (r) => exclusive(async () => ({ removed: await removeOrigin(ctx, r.name, r.force ?? false) })),
-    'origin.list': async () => [...ctx.registry.origins.values()].map((o) => describeOrigin(o, conns)),
+    'origin.list': async () => [...ctx.exports.origins.values()].map((o) => describeOrigin(o, conns)),
     'snapshot.create': (r) =>
       exclusive(async () => {
         const entry = await createSnapshot(ctx, r);
-        return describeSnapshot(ctx.registry.origins.get(r.origin)!, entry, conns);
+        return describeSnapshot(ctx.exports.origins.get(r.origin)!, entry, conns);
       }),
     'snapshot.remove': (r) => exclusive(async () => ({ removed: await removeSnapshot(ctx, r.name, r.force ?? false) })),
     'snapshot.list': async (r) => {
-      if (r.origin !== undefined && !ctx.registry.origins.has(r.origin)) throw new ControlError('NOT_FOUND', `no origin named ${r.origin}`);
-      return ctx.registry.snapshots().filter(({ origin }) => r.origin === undefined || origin.row.name === r.origin).map(({ origin, snapshot }) => describeSnapshot(origin, snapshot, conns));
+      if (r.origin !== undefined && !ctx.exports.origins.has(r.origin)) throw new ControlError('NOT_FOUND', `no origin named ${r.origin}`);
+      return ctx.exports.snapshots().filter(({ origin }) => r.origin === undefined || origin.row.name === r.origin).map(({ origin, snapshot }) => describeSnapshot(origin, snapshot, conns));
     },
     'status': async (r): Promise<StatusLine[]> => linesFor(ctx, r.name, originStatus, snapshotStatus),
     'table': async (r): Promise<TableLine[]> => linesFor(ctx, r.name, originTable, snapshotTable),

@@ -1,14 +1,14 @@
 // origin add / remove. add opens the file or device first and writes the catalog row last, so
 // there is nothing to repair if it crashes. remove marks the origin 'removing' first; startup
 // finishes an interrupted removal (daemon/repair.ts).
+import { SECTOR_BYTES } from '../common/sectors.ts';
 import { FileDevice } from '../block/file-device.ts';
 import { ControlError } from '../control/api.ts';
-import { SnapshotOrigin } from '../targets/snapshot-origin.ts';
 import type { DaemonContext } from './context.ts';
 import { ensureNameFree, ensurePathFree, toControlError } from './conflicts.ts';
 import { faultPoint } from './faults.ts';
 import { checkUserPath } from './paths.ts';
-import type { OriginEntry } from './registry.ts';
+import type { OriginEntry } from './lifecycle.ts';
 import { removeSnapshotEntry } from './snapshot-ops.ts';
 
 function openOriginDevice(realPath: string): FileDevice {
@@ -18,9 +18,9 @@ function openOriginDevice(realPath: string): FileDevice {
   } catch (err) {
     throw toControlError(err, `cannot open ${realPath}`);
   }
-  if (device.size === 0 || device.size % 512 !== 0) {
+  if (device.size === 0 || device.size % SECTOR_BYTES !== 0) {
     void device.close();
-    throw new ControlError('INVALID', `path: ${realPath} is ${device.size} bytes; an origin must be a non-empty multiple of 512 bytes`);
+    throw new ControlError('INVALID', `path: ${realPath} is ${device.size} bytes; an origin must be a non-empty multiple of ${SECTOR_BYTES} bytes`);
   }
   return device;
 }
@@ -30,18 +30,17 @@ export function addOrigin(ctx: DaemonContext, name: string, userPath: string): O
   const checked = checkUserPath(userPath, 'path', ctx.config.dataDir);
   ensurePathFree(ctx, checked, 'path');
   const device = openOriginDevice(checked.realPath);
-  const log = ctx.log.child({ export: name });
-  let entry: OriginEntry;
+  let row;
   try {
-    const row = ctx.catalog.addOrigin({ name, path: checked.realPath, sizeBytes: device.size });
-    entry = { row, target: new SnapshotOrigin(device, { logger: log }), error: null, log, snapshots: new Map() };
+    row = ctx.catalog.addOrigin({ name, path: checked.realPath, sizeBytes: device.size });
   } catch (err) {
     void device.close();
     throw toControlError(err, 'origin add');
   }
   faultPoint('origin-add:after-row');
-  ctx.registry.origins.set(name, entry);
-  ctx.registry.serve(name, entry.target!, 'snapshot-origin');
+  const log = ctx.log.child({ export: name });
+  const entry = ctx.exports.addOrigin(row, device, log);
+  ctx.exports.serveOrigin(entry);
   log.info({ path: checked.realPath, sizeBytes: device.size }, 'origin added');
   return entry;
 }
@@ -49,14 +48,14 @@ export function addOrigin(ctx: DaemonContext, name: string, userPath: string): O
 function busyReason(ctx: DaemonContext, origin: OriginEntry): string | undefined {
   const snapshots = [...origin.snapshots.keys()];
   if (snapshots.length > 0) return `origin ${origin.row.name} has snapshots (${snapshots.join(', ')}); remove them first or use --force`;
-  const connections = ctx.nbd.connectionCount(origin.row.name);
+  const connections = ctx.exports.connectionCount(origin.row.name);
   if (connections > 0) return `origin ${origin.row.name} has ${connections} connected client(s); detach them or use --force`;
   return undefined;
 }
 
 /** Remove an origin; with force, its snapshots first (disconnecting every client). Returns the names removed. */
 export async function removeOrigin(ctx: DaemonContext, name: string, force: boolean): Promise<string[]> {
-  const origin = ctx.registry.origins.get(name);
+  const origin = ctx.exports.origins.get(name);
   if (!origin) {
     const hint = ctx.catalog.nameOwner(name) === 'snapshot' ? ' (it is a snapshot: use snapshot remove)' : '';
     throw new ControlError('NOT_FOUND', `no origin named ${name}${hint}`);
@@ -65,18 +64,16 @@ export async function removeOrigin(ctx: DaemonContext, name: string, force: bool
   if (busy && !force) throw new ControlError('BUSY', busy);
   ctx.catalog.setOriginState(name, 'removing');
   faultPoint('origin-remove:after-mark');
-  ctx.registry.unserve(name);
-  await ctx.nbd.disconnectExport(name);
+  await ctx.exports.unserveOrigin(origin);
   const removed: string[] = [];
   for (const snap of [...origin.snapshots.values()]) {
     await removeSnapshotEntry(ctx, origin, snap);
     removed.push(snap.row.name);
   }
   faultPoint('origin-remove:after-snapshots');
-  if (origin.target) await origin.target.close();
+  await ctx.exports.closeOrigin(origin);
   faultPoint('origin-remove:after-close');
   ctx.catalog.deleteOrigin(name);
-  ctx.registry.origins.delete(name);
   origin.log.info({ snapshots: removed }, 'origin removed');
   return [...removed, name];
 }

@@ -1,90 +1,67 @@
 // Startup restore: open every origin in the catalog and attach all of its snapshots before the
-// origin is served (an origin write before a snapshot is attached would skip its copy-out). A
-// snapshot whose COW is missing or corrupt, or an origin that cannot be opened, is kept in the
-// registry as failed with the reason; the rest start normally.
+// origin is served (the lifecycle refuses otherwise). A snapshot whose COW is missing or corrupt,
+// or an origin that cannot be opened, is kept as failed with the reason; the rest start normally.
 import { FileDevice } from '../block/file-device.ts';
+import { errorText } from '../common/error-text.ts';
 import type { Catalog, OriginRow, SnapshotRow } from '../catalog/catalog.ts';
 import type { Logger } from '../log.ts';
-import { openStore } from '../store/open-store.ts';
-import { SnapshotOrigin } from '../targets/snapshot-origin.ts';
-import type { Registry, OriginEntry, SnapshotEntry } from './registry.ts';
+import type { ExportLifecycle, OriginEntry } from './lifecycle.ts';
 
-function reason(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** Open the COW, its store, and attach it to `origin`; on failure nothing stays open. */
-async function attachSnapshot(origin: SnapshotOrigin, row: SnapshotRow, cow: FileDevice, log: Logger) {
-  try {
-    const store = await openStore(row.kind, cow, { chunkSectors: row.chunkSectors, logger: log });
-    try {
-      return await origin.createSnapshot(store, { logger: log });
-    } catch (err) {
-      await store.close();
-      throw err;
-    }
-  } catch (err) {
-    await cow.close();
-    throw err;
-  }
-}
-
-async function restoreSnapshot(catalog: Catalog, origin: OriginEntry, row: SnapshotRow, log: Logger): Promise<SnapshotEntry> {
-  const entry: SnapshotEntry = { row, target: null, error: null, log };
-  if (!origin.target) {
-    entry.error = `origin ${origin.row.name} is not available`;
-    return entry;
-  }
-  if (row.failure !== null) {
-    entry.error = `${row.failure}; the origin was written without it since, so its point in time is lost: remove it`;
-    return entry;
-  }
+/** Why a snapshot in the catalog must not be started, or null. */
+function refusal(origin: OriginEntry, row: SnapshotRow, log: Logger): string | null {
+  if (!origin.target) return `origin ${origin.row.name} is not available`;
+  if (row.failure !== null) return `${row.failure}; the origin was written without it since, so its point in time is lost: remove it`;
   if (row.kind === 'N') {
     // A transient store keeps its exceptions in memory only: reopened empty it would show today's
     // origin instead of the point in time, so it is reported, never served (as after a reboot).
-    entry.error = 'a transient (N) snapshot does not survive a daemon restart; remove it';
     log.warn('transient snapshot not restored');
-    return entry;
+    return 'a transient (N) snapshot does not survive a daemon restart; remove it';
+  }
+  return null;
+}
+
+async function restoreSnapshot(exports: ExportLifecycle, catalog: Catalog, origin: OriginEntry, row: SnapshotRow, log: Logger): Promise<void> {
+  const refused = refusal(origin, row, log);
+  if (refused) {
+    exports.addFailedSnapshot(origin, row, refused, log);
+    return;
   }
   try {
-    entry.target = await attachSnapshot(origin.target, row, FileDevice.open(row.cowPath), log);
+    const snap = await exports.attachSnapshot(origin, row, FileDevice.open(row.cowPath), log, { chunkSectors: row.chunkSectors });
+    exports.serveSnapshot(origin, snap);
   } catch (err) {
-    entry.error = reason(err);
+    const error = errorText(err);
+    exports.addFailedSnapshot(origin, row, error, log);
     // The origin is about to be served without this snapshot: it will miss origin writes, so it
     // must never be served again, even if its COW is readable at the next start.
-    catalog.setSnapshotFailure(row.name, `failed to start: ${entry.error}`);
+    catalog.setSnapshotFailure(row.name, `failed to start: ${error}`);
     log.error({ err, cow: row.cowPath }, 'snapshot failed to start');
   }
-  return entry;
 }
 
-function openOrigin(catalog: Catalog, row: OriginRow, log: Logger): OriginEntry {
-  const entry: OriginEntry = { row, target: null, error: null, log, snapshots: new Map() };
+function openOrigin(exports: ExportLifecycle, catalog: Catalog, row: OriginRow, log: Logger): OriginEntry {
+  let device: FileDevice;
   try {
-    const device = FileDevice.open(row.path);
-    if (device.size !== row.sizeBytes) {
-      log.warn({ was: row.sizeBytes, now: device.size }, 'origin size changed since it was added');
-      catalog.setOriginSize(row.name, device.size);
-      entry.row = { ...row, sizeBytes: device.size };
-    }
-    entry.target = new SnapshotOrigin(device, { logger: log });
+    device = FileDevice.open(row.path);
   } catch (err) {
-    entry.error = reason(err);
     log.error({ err, path: row.path }, 'origin failed to start');
+    return exports.addFailedOrigin(row, errorText(err), log);
   }
-  return entry;
+  if (device.size !== row.sizeBytes) {
+    log.warn({ was: row.sizeBytes, now: device.size }, 'origin size changed since it was added');
+    catalog.setOriginSize(row.name, device.size);
+    row = { ...row, sizeBytes: device.size };
+  }
+  return exports.addOrigin(row, device, log);
 }
 
-/** Fill `registry` from the catalog (after repairCatalog) and serve what opened. */
-export async function restoreAll(catalog: Catalog, registry: Registry, log: Logger): Promise<void> {
+/** Open every export in the catalog (after repairCatalog) and serve what opened. */
+export async function restoreAll(catalog: Catalog, exports: ExportLifecycle, log: Logger): Promise<void> {
   for (const row of catalog.listOrigins()) {
-    const origin = openOrigin(catalog, row, log.child({ export: row.name }));
-    registry.origins.set(row.name, origin);
+    const origin = openOrigin(exports, catalog, row, log.child({ export: row.name }));
     for (const snapRow of catalog.listSnapshots(row.name)) {
-      origin.snapshots.set(snapRow.name, await restoreSnapshot(catalog, origin, snapRow, log.child({ export: snapRow.name })));
+      await restoreSnapshot(exports, catalog, origin, snapRow, log.child({ export: snapRow.name }));
     }
-    for (const snap of origin.snapshots.values()) if (snap.target) registry.serve(snap.row.name, snap.target, `snapshot of ${row.name}`);
-    // Last: every snapshot of this origin is attached before its first write can arrive.
-    if (origin.target) registry.serve(row.name, origin.target, 'snapshot-origin');
+    if (origin.target) exports.serveOrigin(origin);
   }
 }

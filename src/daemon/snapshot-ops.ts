@@ -1,31 +1,28 @@
 // snapshot create / remove. Each step that leaves something on disk is preceded by a catalog
 // change, so a crash at any point is repaired at the next start (daemon/repair.ts):
 //   create: row 'creating' -> COW file (--size) -> store opened/initialised -> attached to the
-//           origin (the point in time) -> row 'ready' -> served
+//           origin (the point in time) -> row 'ready' -> served (daemon/lifecycle.ts does the
+//           store, attach and serve steps and holds their ordering rules)
 //   remove: row 'removing' -> unserved, clients disconnected (--force) -> detached (store closed,
 //           flushed) -> COW file deleted if the daemon created it -> row deleted
 // An error during create undoes the steps already done, in reverse, before replying.
 import fs from 'node:fs';
 import path from 'node:path';
 import { FileDevice } from '../block/file-device.ts';
+import { DEFAULT_CHUNK_SECTORS } from '../common/chunk-sectors.ts';
+import { DEFAULT_SNAPSHOT_KIND } from '../common/snapshot-kind.ts';
 import { ControlError, type RequestMap } from '../control/api.ts';
-import type { Snapshot } from '../targets/snapshot.ts';
-import type { SnapshotRow } from '../catalog/catalog.ts';
-import { openStore, validateChunkSize } from '../store/open-store.ts';
-import type { ExceptionStore } from '../store/exception-store.ts';
 import type { DaemonContext } from './context.ts';
 import { ensureNameFree, ensurePathFree, toControlError } from './conflicts.ts';
 import { faultPoint } from './faults.ts';
 import { checkUserPath, makeDirs, pathIdentity } from './paths.ts';
-import type { OriginEntry, SnapshotEntry } from './registry.ts';
+import type { OriginEntry, SnapshotEntry } from './lifecycle.ts';
 
-export const DEFAULT_KIND = 'P';
-export const DEFAULT_CHUNK_SECTORS = 8;
 
 type CreateRequest = RequestMap['snapshot.create'];
 
 function activeOrigin(ctx: DaemonContext, name: string): OriginEntry {
-  const origin = ctx.registry.origins.get(name);
+  const origin = ctx.exports.origins.get(name);
   if (!origin) {
     const hint = ctx.catalog.nameOwner(name) === 'snapshot' ? ' (it is a snapshot; snapshots of snapshots are not supported)' : '';
     throw new ControlError('NOT_FOUND', `no origin named ${name}${hint}`);
@@ -56,52 +53,33 @@ export async function createSnapshot(ctx: DaemonContext, req: CreateRequest): Pr
   ensureNameFree(ctx, req.name);
   const origin = activeOrigin(ctx, req.origin);
   const { cowPath, created } = planCow(ctx, origin, req);
-  const kind = req.kind ?? DEFAULT_KIND;
+  const kind = req.kind ?? DEFAULT_SNAPSHOT_KIND;
   const chunkSectors = req.chunkSectors ?? DEFAULT_CHUNK_SECTORS;
   const row = ctx.catalog.beginSnapshot({ name: req.name, origin: origin.row.name, cowPath, kind, chunkSectors, cowCreated: created });
   faultPoint('snapshot-create:after-row');
   const log = ctx.log.child({ export: req.name });
-  const made: Made = {};
+  let cow: FileDevice | undefined;
+  let entry: SnapshotEntry | undefined;
   try {
-    made.cow = created ? FileDevice.open(cowPath, { createSize: req.sizeBytes }) : FileDevice.open(cowPath);
+    cow = created ? FileDevice.open(cowPath, { createSize: req.sizeBytes }) : FileDevice.open(cowPath);
     faultPoint('snapshot-create:after-cow-file');
-    // As the kernel's constructor: the table's chunk size must suit both devices' block sizes.
-    validateChunkSize(chunkSectors, origin.target!.blockSize, made.cow.blockSize);
-    made.store = await openStore(kind, made.cow, { chunkSectors, logger: log });
-    faultPoint('snapshot-create:after-store');
-    made.target = await origin.target!.createSnapshot(made.store, { logger: log });
-    faultPoint('snapshot-create:after-activate');
-    ctx.catalog.setSnapshotState(req.name, 'ready', made.store.chunkSectors);
+    entry = await ctx.exports.attachSnapshot(origin, row, cow, log, {
+      chunkSectors,
+      checkpoint: (step) => faultPoint(`snapshot-create:after-${step}`),
+    });
+    ctx.catalog.setSnapshotState(req.name, 'ready', entry.target!.store.chunkSectors);
     faultPoint('snapshot-create:after-ready');
   } catch (err) {
     // O_EXCL lost a race with someone else's file: that file is not ours to delete.
-    const ours = made.cow !== undefined || (err as NodeJS.ErrnoException).code !== 'EEXIST';
-    await undoCreate(ctx, origin, row, made, ours);
+    const ours = cow !== undefined || (err as NodeJS.ErrnoException).code !== 'EEXIST';
+    if (entry) await ctx.exports.detachSnapshot(origin, entry); // closes the store and the COW
+    if (row.cowCreated && ours) fs.rmSync(row.cowPath, { force: true });
+    ctx.catalog.deleteSnapshot(row.name);
     throw toControlError(err, created ? `cannot create the COW ${cowPath}` : `cow ${cowPath}`);
   }
-  const target = made.target;
-  const entry: SnapshotEntry = { row: ctx.catalog.getSnapshot(req.name)!, target, error: null, log };
-  origin.snapshots.set(req.name, entry);
-  ctx.registry.serve(req.name, target, `snapshot of ${origin.row.name}`);
-  log.info({ origin: origin.row.name, cow: cowPath, kind, chunkSectors: target.store.chunkSectors }, 'snapshot created');
+  ctx.exports.serveSnapshot(origin, entry, ctx.catalog.getSnapshot(req.name)!);
+  log.info({ origin: origin.row.name, cow: cowPath, kind, chunkSectors: entry.target!.store.chunkSectors }, 'snapshot created');
   return entry;
-}
-
-/** What a create has made so far, for undoing it in reverse. */
-interface Made {
-  cow?: FileDevice;
-  store?: ExceptionStore;
-  target?: Snapshot;
-}
-
-async function undoCreate(ctx: DaemonContext, origin: OriginEntry, row: SnapshotRow, made: Made, cowIsOurs: boolean): Promise<void> {
-  if (made.target) await origin.target!.removeSnapshot(made.target); // closes the store and the COW
-  else {
-    await made.store?.close();
-    await made.cow?.close();
-  }
-  if (row.cowCreated && cowIsOurs) fs.rmSync(row.cowPath, { force: true });
-  ctx.catalog.deleteSnapshot(row.name);
 }
 
 /** Remove one snapshot (the caller checked BUSY). Leaves an external COW alone. */
@@ -109,24 +87,21 @@ export async function removeSnapshotEntry(ctx: DaemonContext, origin: OriginEntr
   const name = snap.row.name;
   ctx.catalog.setSnapshotState(name, 'removing');
   faultPoint('snapshot-remove:after-mark');
-  ctx.registry.unserve(name);
-  await ctx.nbd.disconnectExport(name);
-  if (snap.target) await origin.target!.removeSnapshot(snap.target);
+  await ctx.exports.detachSnapshot(origin, snap);
   faultPoint('snapshot-remove:after-detach');
   if (snap.row.cowCreated) fs.rmSync(snap.row.cowPath, { force: true });
   faultPoint('snapshot-remove:after-cow-delete');
   ctx.catalog.deleteSnapshot(name);
-  origin.snapshots.delete(name);
   snap.log.info({ cowDeleted: snap.row.cowCreated }, 'snapshot removed');
 }
 
 export async function removeSnapshot(ctx: DaemonContext, name: string, force: boolean): Promise<string[]> {
-  const found = ctx.registry.findSnapshot(name);
+  const found = ctx.exports.findSnapshot(name);
   if (!found) {
     const hint = ctx.catalog.nameOwner(name) === 'origin' ? ' (it is an origin: use origin remove)' : '';
     throw new ControlError('NOT_FOUND', `no snapshot named ${name}${hint}`);
   }
-  const connections = ctx.nbd.connectionCount(name);
+  const connections = ctx.exports.connectionCount(name);
   if (connections > 0 && !force) {
     throw new ControlError('BUSY', `snapshot ${name} has ${connections} connected client(s); detach them or use --force`);
   }

@@ -1,11 +1,11 @@
 // One handler per NBD command, run only after validateRequest accepted the request. A handler
 // sends its own success reply; a thrown error is turned into an error reply by the session.
 // Device operations may be slow and may fail: nothing here assumes otherwise.
+import type { BufferPool } from '../block/buffer-pool.ts';
 import type { BlockDevice, Extent } from '../block/device.ts';
 import {
   encodeBlockStatusChunk, encodeSimpleReply, readReplyHeaderSize, writeReadReplyHeader, type Request,
 } from './codec.ts';
-import { ioBuffers } from './buffer-pool.ts';
 import { BASE_ALLOCATION_ID } from './handshake.ts';
 import { Cmd, CmdFlag } from './wire.ts';
 
@@ -13,6 +13,8 @@ import { Cmd, CmdFlag } from './wire.ts';
 export interface CommandTarget {
   readonly device: BlockDevice;
   readonly structured: boolean;
+  /** Where READ reply buffers come from, and WRITE payload buffers go back to. */
+  readonly buffers: BufferPool;
   /** Queue one complete reply (header and payload in one buffer); `flushed` runs once the socket no longer needs it. */
   send(buf: Buffer, flushed?: () => void): void;
 }
@@ -30,17 +32,17 @@ function ok(t: CommandTarget, req: Request): void {
 /** READ: the device fills the buffer right behind the reply header, sent as one write. */
 function read(t: CommandTarget, req: Request): Promise<void> {
   const headerSize = readReplyHeaderSize(t.structured);
-  const buf = ioBuffers.acquire(headerSize + req.length);
+  const buf = t.buffers.acquire(headerSize + req.length);
   return t.device.read(buf.subarray(headerSize), req.offset).then(() => {
     writeReadReplyHeader(buf, t.structured, req.cookie, req.offset, req.length);
-    t.send(buf, () => ioBuffers.release(buf));
+    t.send(buf, () => t.buffers.release(buf));
   });
 }
 
 /** The payload goes back to the pool only after a successful write (a failed device may still hold it). */
 function write(t: CommandTarget, req: Request, payload: Buffer | undefined): Promise<void> {
   return t.device.write(payload!, req.offset, fua(req)).then(() => {
-    ioBuffers.release(payload!);
+    t.buffers.release(payload!);
     ok(t, req);
   });
 }

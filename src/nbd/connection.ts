@@ -5,16 +5,12 @@ import { ByteQueue, ConnectionClosedError } from './byte-queue.ts';
 import { ProtocolError } from './errno.ts';
 import { negotiate, type Negotiated } from './handshake.ts';
 import type { ExportProvider } from './exports.ts';
-import type { InflightBudget } from './inflight-budget.ts';
-import type { NbdLimits } from './limits.ts';
-import { TransmissionSession } from './session.ts';
+import { TransmissionSession, type SessionShared } from './session.ts';
 import type { Logger } from '../log.ts';
 
-export interface ConnectionDeps {
+/** `limits`, `budget` and `buffers` are shared by every connection of the server. */
+export interface ConnectionDeps extends SessionShared {
   exports: ExportProvider;
-  limits: NbdLimits;
-  /** Shared by every connection of the server. */
-  budget: InflightBudget;
   logger: Logger;
   /** True once the server is closing (options get ERR_SHUTDOWN). */
   shuttingDown(): boolean;
@@ -100,7 +96,7 @@ export class NbdConnection {
   private enterTransmission(negotiated: Negotiated): void {
     const log = this.logger.child({ export: negotiated.exportName });
     log.debug({ size: negotiated.size, flags: negotiated.flags, structured: negotiated.structured }, 'transmission');
-    const session = new TransmissionSession(this.socket, this.queue, negotiated, this.deps.limits, this.deps.budget, log);
+    const session = new TransmissionSession(this.socket, this.queue, negotiated, this.deps, log);
     this.session = session;
     session.pump();
     if (this.queue.ended) session.onEnd();

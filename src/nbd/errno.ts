@@ -3,6 +3,7 @@
 // are neither BlockErrors nor Node system errors are bugs: they become EIO and are logged with
 // their stack.
 import { BlockError, Errno, isBlockError, type ErrnoName } from '../block/errors.ts';
+import { errorText } from '../common/error-text.ts';
 import { CmdFlag } from './wire.ts';
 import type { Logger } from '../log.ts';
 
@@ -66,6 +67,6 @@ export function toNbdErrno(err: unknown, cmdFlags: number, logger?: Logger): num
 
 /** A short message for ERROR chunks (qemu reads them through a 1000-byte buffer). */
 export function errorMessage(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
+  const text = errorText(err);
   return Buffer.byteLength(text) <= 900 ? text : Buffer.from(text).subarray(0, 900).toString('utf8');
 }

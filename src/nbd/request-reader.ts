@@ -1,10 +1,10 @@
 // Incremental transmission parser: pulls complete requests out of a ByteQueue, however the
 // bytes were split. A WRITE's payload is gathered when the request is valid and skipped
 // (without buffering) when it is not, so a rejected WRITE still consumes its data.
+import { BufferPool } from '../block/buffer-pool.ts';
 import type { ByteQueue } from './byte-queue.ts';
 import { decodeRequest, type Request } from './codec.ts';
 import { ProtocolError, type NbdError } from './errno.ts';
-import { ioBuffers } from './buffer-pool.ts';
 import { Cmd, REQUEST_MAGIC, Size } from './wire.ts';
 
 export type ReaderItem =
@@ -32,11 +32,14 @@ interface Pending {
 export class RequestReader {
   private readonly queue: ByteQueue;
   private readonly validate: Validator;
+  private readonly buffers: BufferPool;
   private pending: Pending | undefined;
 
-  constructor(queue: ByteQueue, validate: Validator) {
+  /** Large WRITE payloads come from `buffers` (the server's pool; by default a pool that keeps nothing). */
+  constructor(queue: ByteQueue, validate: Validator, buffers: BufferPool = new BufferPool(0)) {
     this.queue = queue;
     this.validate = validate;
+    this.buffers = buffers;
   }
 
   /** True while part of a request has been consumed (EOF now means a truncated request). */
@@ -54,7 +57,7 @@ export class RequestReader {
       const left = req.type === Cmd.WRITE ? req.length : 0;
       if (left === 0) return error ? { req, error } : { req };
       const streamed = !error && left >= STREAM_PAYLOAD_BYTES;
-      this.pending = { req, error, left, target: streamed ? ioBuffers.acquire(left) : undefined };
+      this.pending = { req, error, left, target: streamed ? this.buffers.acquire(left) : undefined };
     }
     return this.continuePayload(this.pending);
   }

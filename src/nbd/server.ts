@@ -3,7 +3,9 @@
 // lets connections finish what is in flight, and removes the socket files.
 import fs from 'node:fs';
 import net from 'node:net';
-import { NbdConnection } from './connection.ts';
+import { BufferPool } from '../block/buffer-pool.ts';
+import { clearStaleSocket, listenPrivate } from '../common/unix-socket.ts';
+import { NbdConnection, type ConnectionDeps } from './connection.ts';
 import type { ExportProvider } from './exports.ts';
 import { InflightBudget } from './inflight-budget.ts';
 import { resolveLimits, type NbdLimits } from './limits.ts';
@@ -13,25 +15,12 @@ export interface NbdServerOptions {
   exports: ExportProvider;
   logger?: Logger;
   limits?: Partial<NbdLimits>;
+  /** Buffers for READ replies and WRITE payloads, shared by every connection; default: a new pool. */
+  bufferPool?: BufferPool;
 }
 
-/** Remove `path` if it is a socket nobody answers on; refuse to touch anything else. */
-async function removeStaleSocket(path: string): Promise<void> {
-  let st: fs.Stats;
-  try {
-    st = fs.lstatSync(path);
-  } catch {
-    return; // nothing there
-  }
-  if (!st.isSocket()) throw Object.assign(new Error(`${path} exists and is not a socket`), { code: 'EEXIST' });
-  const live = await new Promise<boolean>((resolve) => {
-    const probe = net.connect(path);
-    probe.once('connect', () => (probe.destroy(), resolve(true)));
-    probe.once('error', () => resolve(false));
-  });
-  if (live) throw Object.assign(new Error(`${path} is in use by a running server`), { code: 'EADDRINUSE' });
-  fs.unlinkSync(path);
-}
+/** Idle buffers a server's own pool keeps for reuse. */
+const DEFAULT_POOL_BYTES = 128 * 1024 * 1024;
 
 export class NbdServer {
   private readonly exports: ExportProvider;
@@ -40,6 +29,7 @@ export class NbdServer {
   private readonly listeners: { server: net.Server; unixPath?: string }[] = [];
   private readonly connections = new Set<NbdConnection>();
   private readonly budget: InflightBudget;
+  private readonly buffers: BufferPool;
   private closing = false;
   private nextId = 1;
 
@@ -48,25 +38,14 @@ export class NbdServer {
     this.logger = opts.logger ?? silentLogger();
     this.limits = resolveLimits(opts.limits);
     this.budget = new InflightBudget(this.limits.maxServerInflightBytes);
+    this.buffers = opts.bufferPool ?? new BufferPool(DEFAULT_POOL_BYTES);
   }
 
-  /** Listen on a Unix socket created with mode 0600; a stale socket file is replaced. */
+  /** Listen on a Unix socket created with mode 0600; a stale socket is replaced, a live one or another file is SocketInUseError. */
   async listenUnix(path: string): Promise<void> {
-    await removeStaleSocket(path);
+    await clearStaleSocket(path);
     const server = this.createServer();
-    const listening = new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.once('listening', () => (server.off('error', reject), resolve()));
-    });
-    // bind() happens synchronously inside listen(), so the umask is restored before any await.
-    const oldMask = process.umask(0o177);
-    try {
-      server.listen(path);
-    } finally {
-      process.umask(oldMask);
-    }
-    await listening;
-    fs.chmodSync(path, 0o600);
+    await listenPrivate(server, path);
     this.listeners.push({ server, unixPath: path });
     this.logger.info({ socket: path }, 'listening on unix socket');
   }
@@ -123,7 +102,9 @@ export class NbdServer {
       logger.warn(`refusing connection: ${this.connections.size} connections already open`);
       return void socket.destroy();
     }
-    const deps = { exports: this.exports, limits: this.limits, budget: this.budget, logger, shuttingDown: () => this.closing };
+    const deps: ConnectionDeps = {
+      exports: this.exports, limits: this.limits, budget: this.budget, buffers: this.buffers, logger, shuttingDown: () => this.closing,
+    };
     const conn = new NbdConnection(socket, deps, logger);
     this.connections.add(conn);
     void conn.closed.then(() => this.connections.delete(conn));

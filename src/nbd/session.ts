@@ -4,6 +4,7 @@
 // many requests or bytes are in flight or the socket's send buffer is full, so a client that
 // never reads cannot make the server buffer more than about maxInflightBytes.
 import type { Socket } from 'node:net';
+import type { BufferPool } from '../block/buffer-pool.ts';
 import type { ByteQueue } from './byte-queue.ts';
 import { encodeErrorChunk, encodeSimpleReply, type Request } from './codec.ts';
 import { COMMAND_HANDLERS, needsStructuredError, type CommandTarget } from './commands.ts';
@@ -17,6 +18,15 @@ import { Cmd, cmdName } from './wire.ts';
 import type { BlockDevice } from '../block/device.ts';
 import type { Logger } from '../log.ts';
 
+/** What every session of a server shares. */
+export interface SessionShared {
+  limits: NbdLimits;
+  /** Server-wide bound on bytes in flight. */
+  budget: InflightBudget;
+  /** Server-wide pool for READ replies and WRITE payloads. */
+  buffers: BufferPool;
+}
+
 /** Why the session stopped taking new requests. */
 type Stop = 'running' | 'disc' | 'eof' | 'shutdown';
 
@@ -24,6 +34,7 @@ export class TransmissionSession implements CommandTarget {
   readonly device: BlockDevice;
   readonly structured: boolean;
   readonly negotiated: Negotiated;
+  readonly buffers: BufferPool;
   private readonly socket: Socket;
   private readonly queue: ByteQueue;
   private readonly reader: RequestReader;
@@ -44,9 +55,11 @@ export class TransmissionSession implements CommandTarget {
     this.socket.uncork();
   };
 
-  constructor(socket: Socket, queue: ByteQueue, negotiated: Negotiated, limits: NbdLimits, budget: InflightBudget, logger: Logger) {
+  constructor(socket: Socket, queue: ByteQueue, negotiated: Negotiated, shared: SessionShared, logger: Logger) {
+    const { limits, budget, buffers } = shared;
     this.socket = socket;
     this.budget = budget;
+    this.buffers = buffers;
     this.queue = queue;
     this.negotiated = negotiated;
     this.device = negotiated.export.device;
@@ -54,7 +67,7 @@ export class TransmissionSession implements CommandTarget {
     this.limits = limits;
     this.logger = logger;
     const ctx = { size: negotiated.size, flags: negotiated.flags, baseAllocation: negotiated.baseAllocation, maxPayload: limits.maxPayload };
-    this.reader = new RequestReader(queue, (req) => validateRequest(req, ctx));
+    this.reader = new RequestReader(queue, (req) => validateRequest(req, ctx), buffers);
   }
 
   /** Parse and start every complete request the flow limits allow. Call after new bytes or completions. */

@@ -1,11 +1,9 @@
 // Chunk-size and store-type validation, exactly as the kernel's dm-exception-store.c does it, so
 // the snapshot target can reuse it for the origin device as well.
-import type { StoreKind } from './exception-store.ts';
+import { MAX_CHUNK_SECTORS } from '../common/chunk-sectors.ts';
+import { SECTOR_BYTES } from '../common/sectors.ts';
+import type { SnapshotKind } from '../common/snapshot-kind.ts';
 import { StoreConfigError } from './errors.ts';
-
-const SECTOR_BYTES = 512;
-/** INT_MAX >> SECTOR_SHIFT: the largest chunk size is therefore 2^21 sectors (1 GiB). */
-const MAX_CHUNK_SECTORS = 0x7fffffff >> 9;
 
 /**
  * Throw StoreConfigError unless `chunkSectors` is a legal chunk size for devices with these
@@ -24,7 +22,8 @@ export function validateChunkSize(chunkSectors: number, ...blockSizes: number[])
       throw new StoreConfigError(`Chunk size ${chunkSectors} is not a multiple of device blocksize (${blockSize} bytes)`);
     }
   }
-  if (chunkSectors > MAX_CHUNK_SECTORS) throw new StoreConfigError(`Chunk size ${chunkSectors} is too high (the largest is 2097152 sectors)`);
+  // A power of two by now, so this is the kernel's INT_MAX >> SECTOR_SHIFT limit.
+  if (chunkSectors > MAX_CHUNK_SECTORS) throw new StoreConfigError(`Chunk size ${chunkSectors} is too high (the largest is ${MAX_CHUNK_SECTORS} sectors)`);
 }
 
 /**
@@ -32,7 +31,7 @@ export function validateChunkSize(chunkSectors: number, ...blockSizes: number[])
  * P (persistent) or N (transient); after a P only the first character of the option may follow
  * and it must be O (overflow: "PO"). Anything after an N is ignored.
  */
-export function parseStoreKind(arg: string): StoreKind {
+export function parseStoreKind(arg: string): SnapshotKind {
   const type = arg.charAt(0).toUpperCase();
   if (type === 'N') return 'N';
   if (type !== 'P') throw new StoreConfigError(`Unknown exception store type "${arg}"`);

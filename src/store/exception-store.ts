@@ -4,8 +4,10 @@
 // Data chunk I/O does not go through the store: callers read and write `cow` directly at
 // newChunk * chunkBytes; the store only allocates chunks and records exceptions.
 import type { BlockDevice } from '../block/device.ts';
+import type { SnapshotKind } from '../common/snapshot-kind.ts';
 
-export type StoreKind = 'P' | 'PO' | 'N';
+/** Alias of SnapshotKind, for the tests and support code that import it from here. */
+export type StoreKind = SnapshotKind;
 
 /** valid: normal. invalid: all snapshot I/O fails (persisted for P/PO). overflow: PO only, writes fail, reads work (not persisted). */
 export type StoreState = 'valid' | 'invalid' | 'overflow';
@@ -18,7 +20,7 @@ export interface StoreUsage {
 }
 
 export interface ExceptionStore {
-  readonly kind: StoreKind;
+  readonly kind: SnapshotKind;
   /** Chunk size in sectors (for an existing persistent store: the header's value). */
   readonly chunkSectors: number;
   /** Chunk size in bytes. */

@@ -1,8 +1,9 @@
 // The one entry point that turns (store kind, COW device, chunk size) into an ExceptionStore, with
 // the kernel's argument checks (dm_exception_store_create + snapshot_ctr).
 import type { BlockDevice } from '../block/device.ts';
+import { isSnapshotKind, type SnapshotKind } from '../common/snapshot-kind.ts';
 import { silentLogger, type Logger } from '../log.ts';
-import type { ExceptionStore, StoreKind } from './exception-store.ts';
+import type { ExceptionStore } from './exception-store.ts';
 import { validateChunkSize } from './chunk-size.ts';
 import { StoreConfigError } from './errors.ts';
 import { openPersistent } from './persistent/open-persistent.ts';
@@ -23,9 +24,9 @@ export interface OpenStoreOptions {
  * Throws StoreConfigError for illegal arguments, CorruptStoreError for a COW that does not hold a
  * usable store, and the device's error if reading it fails.
  */
-export async function openStore(kind: StoreKind, cow: BlockDevice, opts: OpenStoreOptions): Promise<ExceptionStore> {
+export async function openStore(kind: SnapshotKind, cow: BlockDevice, opts: OpenStoreOptions): Promise<ExceptionStore> {
   const logger = opts.logger ?? silentLogger();
-  if (kind !== 'P' && kind !== 'PO' && kind !== 'N') throw new StoreConfigError(`Unknown exception store type "${String(kind)}"`);
+  if (!isSnapshotKind(kind)) throw new StoreConfigError(`Unknown exception store type "${String(kind)}"`);
   if (opts.chunkSectors !== 0) validateChunkSize(opts.chunkSectors, cow.blockSize);
   if (kind === 'N') {
     if (opts.chunkSectors === 0) throw new StoreConfigError('Chunk size not set');

@@ -3,8 +3,8 @@
 // reopened transient store starts empty. next_free is counted in sectors, as the kernel does.
 import { BlockError } from '../block/errors.ts';
 import type { BlockDevice } from '../block/device.ts';
+import { SECTOR_BYTES } from '../common/sectors.ts';
 import type { ExceptionStore, StoreState, StoreUsage } from './exception-store.ts';
-import { SECTOR_BYTES } from './persistent/format.ts';
 import { cowSectors, formatStatus, refreshDeviceSize } from './usage.ts';
 
 export class TransientStore implements ExceptionStore {

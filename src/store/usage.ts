@@ -1,8 +1,7 @@
 // Helpers both stores share for the COW's size and the `dmsetup status` info field.
 import type { BlockDevice } from '../block/device.ts';
+import { SECTOR_BYTES } from '../common/sectors.ts';
 import type { StoreState, StoreUsage } from './exception-store.ts';
-
-const SECTOR_BYTES = 512;
 
 /** The COW's current size in whole sectors (the kernel's get_dev_size). */
 export function cowSectors(cow: BlockDevice): number {

@@ -97,14 +97,17 @@ describe('control server and client', () => {
     return socket;
   }
 
-  function rawExchange(socket: string, payload: string): Promise<string> {
+  /** Send `payload`; hang up once `replies` lines have come (or the server closes); resolves with them. */
+  function rawExchange(socket: string, payload: string, replies = 1): Promise<string> {
     return new Promise((resolve) => {
       const c = net.connect(socket, () => c.write(payload));
       let text = '';
       c.on('error', () => undefined); // the server may close first (size cap): the reply is what counts
-      c.on('data', (b) => (text += b));
+      c.on('data', (b) => {
+        text += b;
+        if (text.split('\n').length > replies) c.end();
+      });
       c.on('close', () => resolve(text));
-      setTimeout(() => c.end(), 300);
     });
   }
 
@@ -119,7 +122,7 @@ describe('control server and client', () => {
 
   it('answers several lines on one connection in order, and bad JSON without closing', async () => {
     const socket = await serve();
-    const text = await rawExchange(socket, '{"op":"origin.list"}\nnot json\n\n{"op":"snapshot.remove","name":"z"}\n');
+    const text = await rawExchange(socket, '{"op":"origin.list"}\nnot json\n\n{"op":"snapshot.remove","name":"z"}\n', 3);
     expect(text.trim().split('\n').map((l) => JSON.parse(l))).toEqual([
       { ok: true, result: [] },
       { ok: false, error: { code: 'BAD_REQUEST', message: 'the request is not valid JSON' } },

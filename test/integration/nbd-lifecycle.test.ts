@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CMD, ERR, OPT, REP, RawClient, option, request } from '../support/nbd-test-client.ts';
 import { NBDSNAP, makeImage, makeTempDir, startServe } from '../support/serve-process.ts';
+import { waitFor } from '../support/wait-for.ts';
 import { parseListen } from '../../src/cli/commands/serve.ts';
 
 const run = promisify(execFile);
@@ -18,6 +19,17 @@ beforeAll(() => {
   image = makeImage(dir, SIZE);
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function readImage(offset: number, length: number): Buffer {
+  const fd = fs.openSync(image, 'r');
+  try {
+    const buf = Buffer.alloc(length);
+    fs.readSync(fd, buf, 0, length, offset);
+    return buf;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 
 describe('serve lifecycle', () => {
   it('34: SIGTERM answers in-flight requests (or ESHUTDOWN), refuses new options with ERR_SHUTDOWN, exits 0', async () => {
@@ -33,11 +45,15 @@ describe('serve lifecycle', () => {
     const first = await busy.readSimpleReply();
     answered.set(Number(first.cookie), first.error);
     srv.proc.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 100));
+    await srv.waitForStderr(/shutting down/); // logged just before the server starts closing
     negotiating.send(option(OPT.LIST));
     expect((await negotiating.readOptionReplies()).map((r) => r.type)).toEqual([REP.ERR_SHUTDOWN]);
-    while (!(busy.pending === 0 && (await busy.closedWithin(200)))) {
-      const r = await busy.readSimpleReply();
+    for (;;) {
+      const r = await busy.readSimpleReply().catch((err: unknown) => {
+        if (busy.closedAt === undefined || busy.pending !== 0) throw err;
+        return undefined; // the server closed the connection after its last whole reply
+      });
+      if (!r) break;
       expect(answered.has(Number(r.cookie))).toBe(false);
       answered.set(Number(r.cookie), r.error);
     }
@@ -79,7 +95,7 @@ describe('serve lifecycle', () => {
     let srv = await startServe({ image, socket });
     const opts = `driver=nbd,server.type=unix,server.path=${socket},reconnect-delay=20`;
     const qemu = run('qemu-io', ['--image-opts', opts, '-c', 'write -P 0x44 1M 64k', '-c', 'sleep 2500', '-c', 'read -P 0x44 1M 64k', '-c', 'write -P 0x45 2M 4k', '-c', 'read -P 0x45 2M 4k']);
-    await new Promise((r) => setTimeout(r, 1000));
+    await waitFor(() => readImage(1024 * 1024, 65536).every((b) => b === 0x44), "qemu-io's first write on the image"); // then it sleeps
     expect((await srv.stop()).code).toBe(0);
     srv = await startServe({ image, socket });
     const { stdout } = await qemu;
@@ -91,8 +107,7 @@ describe('serve lifecycle', () => {
 
   it('listens on TCP when asked (127.0.0.1 by default) and nbdinfo reads it', async () => {
     const srv = await startServe({ image, socket: `${dir}/tcp.sock`, extra: ['--listen', '0'] });
-    while (!/"port":\d+/.test(srv.stderr())) await new Promise((r) => setTimeout(r, 50));
-    const port = Number(/"port":(\d+)/.exec(srv.stderr())![1]);
+    const port = Number((await srv.waitForStderr(/"port":(\d+)/))[1]);
     expect(srv.stderr()).toMatch(/"host":"127\.0\.0\.1"/);
     const { stdout } = await run('nbdinfo', ['--size', `nbd://127.0.0.1:${port}/`]);
     expect(stdout.trim()).toBe(String(SIZE));

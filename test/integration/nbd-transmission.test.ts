@@ -2,6 +2,7 @@
 // hand-written request bytes. Items 33-34 (restart, SIGTERM) are in nbd-lifecycle.test.ts.
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { untilIdle } from '../support/fuzz-proc.ts';
 import { CMD, ERR, FLAG, RawClient, request } from '../support/nbd-test-client.ts';
 import { makeImage, makeTempDir, startServe, type ServeProcess } from '../support/serve-process.ts';
 
@@ -183,7 +184,7 @@ describe('NBD transmission checklist', () => {
       expect(want).toBeDefined();
       if (want.length) expect((await c.read(want.length)).equals(want.data!)).toBe(true);
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await untilIdle(rw.proc.pid!); // whatever else the server would send is sent, and here
     expect(c.pending).toBe(0);
     c.destroy();
   });
@@ -251,9 +252,12 @@ describe('NBD transmission checklist', () => {
     hog.socket.pause(); // never read a reply
     const frames = Array.from({ length: 100_000 }, (_, i) => request(CMD.READ, { cookie: i, offset: (i % 60) * MiB, length: MiB }));
     hog.send(Buffer.concat(frames)); // 100 GiB of reads asked for, 2.8 MB of requests
-    await new Promise((r) => setTimeout(r, 1500));
-    expect(hog.socket.writableLength).toBeGreaterThan(0); // the server stopped taking requests
-    expect(rssKiB()).toBeLessThan(600 * 1024);
+    const bounded = (): void => {
+      expect(hog.socket.writableLength).toBeGreaterThan(0); // the server stopped taking requests
+      expect(rssKiB()).toBeLessThan(600 * 1024);
+    };
+    await untilIdle(rw.proc.pid!, bounded); // until the server has taken every request it will take
+    bounded();
     const other = await RawClient.open(rw.socket);
     expect((await readSimple(other, 0, 4096)).equals(INITIAL.subarray(0, 4096))).toBe(true);
     hog.destroy();

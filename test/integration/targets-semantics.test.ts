@@ -4,7 +4,7 @@ import { MemoryDevice } from '../../src/block/memory-device.ts';
 import { openStore } from '../../src/store/open-store.ts';
 import type { StoreKind } from '../../src/store/exception-store.ts';
 import { SnapshotOrigin } from '../../src/targets/snapshot-origin.ts';
-import { recording, type Call, type Hold } from '../support/recording-device.ts';
+import { gateCalls, quiescent, recording, type Call, type Hold } from '../support/recording-device.ts';
 
 const KiB = 1024;
 
@@ -112,18 +112,18 @@ describe('snapshot writes', () => {
 describe('invalidation before the origin moves on', () => {
   it('an origin write that finds the store full reaches the origin only after valid=0 is written', async () => {
     const log: Call[] = [];
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
     let holding: Hold | undefined;
     const origin = new SnapshotOrigin(recording('origin', new MemoryDevice(64 * KiB, { data: Buffer.alloc(64 * KiB, 0x11) }), log));
     const cowMem = cowFor(1, 8); // header, area 0 and a single data chunk
     const snap = await origin.createSnapshot(await openStore('P', recording('cow', cowMem, log, () => holding), { chunkSectors: 8 }));
     await origin.write(filled(4 * KiB, 0x20), 0);
-    holding = (c) => (c.device === 'cow' && c.op === 'write' && c.offset === 0 ? gate : undefined); // the header
+    const header = gateCalls((c) => c.device === 'cow' && c.op === 'write' && c.offset === 0);
+    holding = header.hold;
     const write = origin.write(filled(4 * KiB, 0x21), 4 * KiB);
-    await new Promise((r) => setTimeout(r, 20));
+    await Promise.race([header.parked, write]); // valid=0 is on its way and not yet acknowledged
+    await quiescent(); // all that does not wait for the header has run
     expect(log.some((c) => c.device === 'origin' && c.op === 'write' && c.offset === 4 * KiB)).toBe(false);
-    release();
+    header.release();
     await write;
     expect(snap.status()).toBe('Invalid');
     expect(cowMem.bytes.readUInt32LE(4)).toBe(0);
@@ -134,19 +134,19 @@ describe('invalidation before the origin moves on', () => {
 describe('races on one chunk', () => {
   it('an origin write waits for a snapshot read that is reading the origin chunk', async () => {
     const log: Call[] = [];
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
     let holding: Hold | undefined;
     const originMem = new MemoryDevice(64 * KiB, { data: Buffer.alloc(64 * KiB, 0x11) });
     const origin = new SnapshotOrigin(recording('origin', originMem, log, () => holding));
     const snap = await origin.createSnapshot(await openStore('N', new MemoryDevice(64 * KiB), { chunkSectors: 8 }));
-    holding = (c) => (c.op === 'read' && c.length === 512 ? gate : undefined); // park the snapshot read only
+    const snapRead = gateCalls((c) => c.op === 'read' && c.length === 512); // park the snapshot read only
+    holding = snapRead.hold;
     const read = readAll(snap, 4 * KiB, 512);
-    await new Promise((r) => setTimeout(r, 5));
+    await snapRead.parked; // the read is reading the origin chunk
     const write = origin.write(filled(4 * KiB, 0x99), 4 * KiB);
-    await new Promise((r) => setTimeout(r, 20));
+    await quiescent(); // all that does not wait for the read has run
+    expect(snap.exceptionCount).toBe(1); // the chunk is copied and committed: only the read holds the write back
     expect(log.some((c) => c.device === 'origin' && c.op === 'write')).toBe(false);
-    release();
+    snapRead.release();
     expect((await read).equals(filled(512, 0x11))).toBe(true);
     await write;
     expect((await readAll(origin, 4 * KiB, 512)).equals(filled(512, 0x99))).toBe(true);

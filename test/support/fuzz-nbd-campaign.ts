@@ -8,7 +8,7 @@ import { handshakeFrames, requestFrames } from './fuzz-nbd-frames.ts';
 import { mutateBytes, mutateFrames, randomBytes } from './fuzz-mutate.ts';
 import type { ExportModel } from './fuzz-nbd-model.ts';
 import { planCase, runCases, type FuzzCase } from './fuzz-nbd-run.ts';
-import { isAlive, rssMiB } from './fuzz-proc.ts';
+import { isAlive, rssMiB, untilIdle } from './fuzz-proc.ts';
 import { OPT, goData, metaData, option, u32 } from './nbd-test-client.ts';
 import { makeRng, type Rng } from './prng.ts';
 
@@ -106,7 +106,7 @@ export async function runCampaign(target: FuzzTarget, opts: CampaignOptions): Pr
     const dirtyBytes = target.fuzzed.model.dirtyBytes;
     await runCases(target.socket, cases, rng, opts.parallel);
     run += count;
-    await new Promise((resolve) => setTimeout(resolve, 30)); // let writes of closed connections land
+    await untilIdle(target.pid); // writes of closed connections have landed
     try {
       await check(target, bystander, rng, where);
     } finally {

@@ -7,6 +7,8 @@ export const REP = { ACK: 1, SERVER: 2, INFO: 3, META_CONTEXT: 4, ERR_UNSUP: 0x8
 export const CMD = { READ: 0, WRITE: 1, DISC: 2, FLUSH: 3, TRIM: 4, CACHE: 5, WRITE_ZEROES: 6, BLOCK_STATUS: 7 };
 export const FLAG = { FUA: 1, NO_HOLE: 2, DF: 4, REQ_ONE: 8, FAST_ZERO: 16 };
 export const ERR = { EPERM: 1, EIO: 5, EINVAL: 22, ENOSPC: 28, ENOTSUP: 95, ESHUTDOWN: 108 };
+/** For `closedAt` against a server timeout: a timer never fires early, but libuv counts whole milliseconds. */
+export const CLOCK_SLACK_MS = 20;
 
 export function u16(n: number): Buffer {
   return Buffer.from([(n >>> 8) & 0xff, n & 0xff]);
@@ -60,6 +62,8 @@ export class RawClient {
   private wake: (() => void) | undefined;
   private ended = false;
   readonly closed: Promise<void>;
+  /** performance.now() when the connection closed (undefined while open), to time server-side timeouts. */
+  closedAt: number | undefined;
 
   private constructor(socket: net.Socket) {
     this.socket = socket;
@@ -70,6 +74,7 @@ export class RawClient {
     });
     socket.on('error', () => {}); // the tests look at `closed` and at the bytes
     this.closed = new Promise((resolve) => socket.on('close', () => {
+      this.closedAt = performance.now();
       this.ended = true;
       this.wake?.();
       resolve();
@@ -135,6 +140,18 @@ export class RawClient {
     const head = await this.read(16);
     if (be(head, 0, 4) !== 0x67446698) throw new Error(`not a simple reply: ${head.toString('hex')}`);
     return { error: be(head, 4, 4), cookie: head.readBigUInt64BE(8) };
+  }
+
+  /**
+   * With nothing in flight: send a 512-byte READ as a marker and read its simple reply (and data).
+   * The server sent whatever it had for this connection before that reply, so bytes that should
+   * not exist arrive first and break the reply's magic or cookie; `pending` shows any after it.
+   */
+  async readMarker(cookie: bigint): Promise<SimpleReply> {
+    this.send(request(CMD.READ, { cookie, length: 512 }));
+    const reply = await this.readSimpleReply();
+    if (reply.error === 0 && reply.cookie === cookie) await this.read(512);
+    return reply;
   }
 
   async readChunk(): Promise<ChunkReply> {

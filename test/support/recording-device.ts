@@ -1,6 +1,8 @@
 // Wraps a BlockDevice and records every call in one shared log, so tests can check the order in
 // which stacked layers reach the devices (COW data, then metadata with FUA, then the origin).
-// A `hold` predicate can park calls until released, to force a race to happen in a given order.
+// A `hold` predicate can park calls until released, to force a race to happen in a given order;
+// `gateCalls` builds one that also reports when a call is parked, and `quiescent` waits until
+// everything else has gone as far as it can, so a test can check what did not happen meanwhile.
 import type { BlockDevice, WriteOptions, ZeroOptions } from '../../src/block/device.ts';
 
 export interface Call {
@@ -50,4 +52,35 @@ export function recording(name: string, next: BlockDevice, log: Call[], hold?: (
     },
     close: () => next.close(),
   };
+}
+
+export interface CallGate {
+  /** Pass as `recording`'s hold: parks every call `match` picks until `release()`. */
+  hold: Hold;
+  /** Resolves with the first call parked: the layers above have reached the device with it. */
+  parked: Promise<Call>;
+  release(): void;
+}
+
+export function gateCalls(match: (call: Call) => boolean): CallGate {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let onParked!: (call: Call) => void;
+  const parked = new Promise<Call>((resolve) => (onParked = resolve));
+  const hold: Hold = (call) => {
+    if (!match(call)) return undefined;
+    onParked(call);
+    return gate;
+  };
+  return { hold, parked, release };
+}
+
+/**
+ * Resolves once every promise chain that waits on no timer and no real I/O has run to its end
+ * (the microtask queue is drained before the event loop reaches setImmediate callbacks). Over
+ * in-memory devices (MemoryDevice, `recording`) that is the moment everything that can progress
+ * has progressed: whatever has not happened by then is parked, however slow the machine is.
+ */
+export function quiescent(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }

@@ -16,6 +16,8 @@ export interface ServeProcess {
   proc: ChildProcess;
   /** Everything the server wrote to stderr so far. */
   stderr(): string;
+  /** The first match of `pattern` in stderr, once it is there (rejects if the server exits first or after timeoutMs). */
+  waitForStderr(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
   /** Send a signal (unless one was sent already) and wait for exit. */
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -85,10 +87,37 @@ export async function startServe(args: ServeArgs): Promise<ServeProcess> {
     }),
   );
   await waitForSocket(socket, proc);
+  const waitForStderr = (pattern: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> => new Promise((resolve, reject) => {
+    const fail = (why: string): void => {
+      stop();
+      reject(new Error(`no ${pattern} on the server's stderr: ${why}\n${err}`));
+    };
+    const look = (): boolean => {
+      const match = pattern.exec(err);
+      if (match) {
+        stop();
+        resolve(match);
+      }
+      return !!match;
+    };
+    const closed = (): void => {
+      if (!look()) fail('it exited');
+    };
+    const timer = setTimeout(() => fail(`not within ${timeoutMs} ms`), timeoutMs);
+    const stop = (): void => {
+      clearTimeout(timer);
+      proc.stderr!.off('data', look); // registered after the listener that collects `err`
+      proc.off('close', closed);
+    };
+    proc.stderr!.on('data', look);
+    proc.once('close', closed);
+    look();
+  });
   return {
     dir, socket, proc,
     uri: (name = '') => `nbd+unix:///${name}?socket=${socket}`,
     stderr: () => err,
+    waitForStderr,
     stop: async (signal = 'SIGTERM') => {
       if (proc.exitCode === null && proc.signalCode === null && !proc.killed) proc.kill(signal);
       return exited;

@@ -1,5 +1,6 @@
 // nbdsnap daemon: run the daemon in the foreground (one process serves every origin and snapshot).
 import type { Command } from 'commander';
+import { errorText } from '../../common/error-text.ts';
 import { CliError, ExitCode } from '../errors.ts';
 
 interface DaemonFlags {
@@ -41,7 +42,7 @@ export function register(program: Command): void {
       // Loaded lazily so client commands do not load the catalog, stores and NBD server.
       const { resolveConfig, ConfigError } = await import('../../daemon/config.ts');
       const { runDaemon } = await import('../../daemon/run.ts');
-      const { SocketInUseError } = await import('../../control/unix-socket.ts');
+      const { SocketInUseError } = await import('../../common/unix-socket.ts');
       let config;
       try {
         config = resolveConfig(flags);
@@ -54,7 +55,7 @@ export function register(program: Command): void {
       } catch (err) {
         if (err instanceof SocketInUseError) throw new CliError(err.message, ExitCode.BUSY);
         // One line for the admin (the log has the details): a bad catalog, an unwritable data dir...
-        throw new CliError(`cannot start the daemon: ${err instanceof Error ? err.message : String(err)}`, ExitCode.FAILURE, { cause: err });
+        throw new CliError(`cannot start the daemon: ${errorText(err)}`, ExitCode.FAILURE, { cause: err });
       }
     });
 }

@@ -2,6 +2,7 @@
 // (a "linear" export), like `nbdkit file` or `qemu-nbd`. Runs until SIGINT/SIGTERM.
 import type { Command } from 'commander';
 import { FileDevice } from '../../block/file-device.ts';
+import { errorText } from '../../common/error-text.ts';
 import { createLogger } from '../../log.ts';
 import { staticExports, type NbdExport } from '../../nbd/exports.ts';
 import { tuneRuntimeForNbd } from '../../nbd/runtime-tuning.ts';
@@ -34,8 +35,7 @@ function openDevice(path: string, readOnly: boolean): FileDevice {
   try {
     return FileDevice.open(path, { readOnly });
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new CliError(`cannot open ${path}: ${reason}`, ExitCode.NOT_FOUND, { cause: err });
+    throw new CliError(`cannot open ${path}: ${errorText(err)}`, ExitCode.NOT_FOUND, { cause: err });
   }
 }
 
@@ -63,8 +63,7 @@ async function listen(server: NbdServer, opts: ServeOptions): Promise<void> {
   } catch (err) {
     await server.close();
     if (err instanceof CliError) throw err;
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new CliError(`cannot listen: ${reason}`, ExitCode.FAILURE, { cause: err });
+    throw new CliError(`cannot listen: ${errorText(err)}`, ExitCode.FAILURE, { cause: err });
   }
 }
 

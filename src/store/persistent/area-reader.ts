@@ -3,8 +3,9 @@
 // ahead so that a large store loads at the device's speed. The raw area chunks are kept for
 // ExceptionStore.load(), which replays them into the caller's table without another copy.
 import type { BlockDevice } from '../../block/device.ts';
+import { SECTOR_BYTES } from '../../common/sectors.ts';
 import { CorruptStoreError } from '../errors.ts';
-import { FIRST_DATA_CHUNK, RECORD_BYTES, SECTOR_BYTES, areaLocation, exceptionsPerArea, skipMetadataChunk, summarizeArea } from './format.ts';
+import { FIRST_DATA_CHUNK, RECORD_BYTES, areaLocation, exceptionsPerArea, skipMetadataChunk, summarizeArea } from './format.ts';
 
 /** Area reads kept in flight ahead of the scan, bounded in bytes. */
 const PREFETCH_BYTES = 8 << 20;

@@ -25,9 +25,11 @@
 // On load next_free = max(new_chunk) + 1 (at least 2), then the same skip: holes are leaked.
 // Commit rewrites the whole current area chunk (after a flush, with FUA); before a full area is
 // committed the next area is zeroed, so a full area on disk always has a zeroed successor.
+import { SECTOR_BYTES } from '../../common/sectors.ts';
 import { CorruptStoreError } from '../errors.ts';
 
-export const SECTOR_BYTES = 512;
+/** Re-exported for scripts/bench-store.ts and test/support/crash-cow-check.ts; src imports it from common/sectors.ts. */
+export { SECTOR_BYTES };
 export const SNAP_MAGIC = 0x70416e53;
 export const DISK_VERSION = 1;
 export const HEADER_BYTES = 16;

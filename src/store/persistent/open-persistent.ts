@@ -2,15 +2,21 @@
 // header; a blank COW (magic 0) gets a fresh store; otherwise the header's chunk size wins, the
 // version must be 1, an invalidated store opens as invalid, and a valid one has its areas read.
 import type { BlockDevice } from '../../block/device.ts';
+import { SECTOR_BYTES } from '../../common/sectors.ts';
+import type { PersistentKind } from '../../common/snapshot-kind.ts';
 import type { Logger } from '../../log.ts';
 import { CorruptStoreError, StoreConfigError } from '../errors.ts';
 import { validateChunkSize } from '../chunk-size.ts';
 import { emptyScan, readAreas } from './area-reader.ts';
-import { DISK_VERSION, SECTOR_BYTES, SNAP_MAGIC, decodeHeader, encodeHeader, type DiskHeader } from './format.ts';
+import { DISK_VERSION, SNAP_MAGIC, decodeHeader, encodeHeader, type DiskHeader } from './format.ts';
 import { PersistentStore } from './persistent-store.ts';
 
-/** The kernel's DM_CHUNK_SIZE_DEFAULT_SECTORS (16 KiB). */
-const DEFAULT_CHUNK_SECTORS = 32;
+/**
+ * The kernel's DM_CHUNK_SIZE_DEFAULT_SECTORS (16 KiB): the chunk size read_header gives a new
+ * store whose table said chunk size 0. Not nbdsnap's default (common/chunk-sectors.ts), which the
+ * daemon always passes; only a caller of openStore with chunkSectors 0 gets this one.
+ */
+const DM_CHUNK_SIZE_DEFAULT_SECTORS = 32;
 
 async function readHeader(cow: BlockDevice): Promise<DiskHeader> {
   const length = Math.max(SECTOR_BYTES, cow.blockSize);
@@ -43,8 +49,8 @@ function headerChunkSize(header: DiskHeader, tableSectors: number, supplied: boo
 }
 
 /** `chunkSectors` 0: the default for a new store, the header's value for an existing one. Validated by the caller. */
-export async function openPersistent(kind: 'P' | 'PO', cow: BlockDevice, chunkSectors: number, logger: Logger): Promise<PersistentStore> {
-  const tableSectors = chunkSectors || Math.max(DEFAULT_CHUNK_SECTORS, cow.blockSize / SECTOR_BYTES);
+export async function openPersistent(kind: PersistentKind, cow: BlockDevice, chunkSectors: number, logger: Logger): Promise<PersistentStore> {
+  const tableSectors = chunkSectors || Math.max(DM_CHUNK_SIZE_DEFAULT_SECTORS, cow.blockSize / SECTOR_BYTES);
   const header = await readHeader(cow);
   if (header.magic === 0) {
     await initialise(cow, tableSectors);

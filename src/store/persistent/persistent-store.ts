@@ -14,15 +14,18 @@
 // the kernel also waits for every other exception in flight, which only adds latency here.
 import { BlockError } from '../../block/errors.ts';
 import type { BlockDevice } from '../../block/device.ts';
+import { errorText } from '../../common/error-text.ts';
+import { SECTOR_BYTES } from '../../common/sectors.ts';
+import type { PersistentKind } from '../../common/snapshot-kind.ts';
 import type { Logger } from '../../log.ts';
 import type { ExceptionStore, StoreState, StoreUsage } from '../exception-store.ts';
 import { cowSectors, formatStatus, refreshDeviceSize } from '../usage.ts';
 import { AllocationQueue, type QueuedCommit } from './allocation-queue.ts';
 import type { AreaScan } from './area-reader.ts';
-import { SECTOR_BYTES, areaLocation, encodeHeader, exceptionsPerArea, scanArea, skipMetadataChunk, writeRecord } from './format.ts';
+import { areaLocation, encodeHeader, exceptionsPerArea, scanArea, skipMetadataChunk, writeRecord } from './format.ts';
 
 export interface PersistentStoreInit {
-  kind: 'P' | 'PO';
+  kind: PersistentKind;
   cow: BlockDevice;
   chunkSectors: number;
   logger: Logger;
@@ -31,12 +34,8 @@ export interface PersistentStoreInit {
   scan: AreaScan;
 }
 
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 export class PersistentStore implements ExceptionStore {
-  readonly kind: 'P' | 'PO';
+  readonly kind: PersistentKind;
   readonly chunkSectors: number;
   readonly chunkBytes: number;
   readonly cow: BlockDevice;
@@ -149,7 +148,7 @@ export class PersistentStore implements ExceptionStore {
       this.area.fill(0);
     }
     if (failure !== null) {
-      const err = new BlockError('EIO', `metadata write failed: ${describe(failure)}`, { cause: failure });
+      const err = new BlockError('EIO', `metadata write failed: ${errorText(failure)}`, { cause: failure });
       for (const entry of batch) entry.reject(err);
       await this.invalidate(err.message);
     } else if (this.currentState === 'invalid') {

@@ -1,7 +1,9 @@
-// Reuses large I/O buffers (READ replies, WRITE payloads). A fresh multi-megabyte buffer costs
-// page faults on first touch and an munmap when collected; at 1 MiB requests that was a third
-// of the server's CPU time. Buffers are handed back only when nothing can still use them (the
-// socket flushed the reply, or the device's write resolved); anything else is left to the GC.
+// Reuses large I/O buffers (NBD READ replies and WRITE payloads, chunk copies). A fresh
+// multi-megabyte buffer costs page faults on first touch and an munmap when collected; at 1 MiB
+// requests that was a third of the NBD server's CPU time. Buffers are handed back only when
+// nothing can still use them (the socket flushed the reply, or the device's write resolved);
+// anything else is left to the GC. Whoever owns a pool passes it to its users: there is no
+// process-wide instance.
 
 /** Requests smaller than this use Buffer.allocUnsafe (Node's own slab for tiny sizes). */
 const MIN_POOLED = 64 * 1024;
@@ -50,6 +52,3 @@ export class BufferPool {
     return this.freeBytes;
   }
 }
-
-/** One pool for the whole process: buffers move freely between connections. */
-export const ioBuffers = new BufferPool(128 * 1024 * 1024);

@@ -1,6 +1,6 @@
-// Unix socket path hygiene shared by the control and NBD listeners: a stale socket left by a
-// crashed daemon is removed, but a live one (another daemon answers) or a non-socket file at the
-// path is never touched.
+// The Unix-socket listener shared by the control and NBD servers: sockets are created mode 0600,
+// and a stale socket left by a crashed process is removed, but a live one (another process
+// answers) or a non-socket file at the path is never touched.
 import fs from 'node:fs';
 import net from 'node:net';
 
