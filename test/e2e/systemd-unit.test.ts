@@ -23,7 +23,7 @@ function verify(text: string): { status: number | null; stderr: string } {
 const installed = () => fs.readFileSync(UNIT, 'utf8').replaceAll('/opt/nbdsnap', ROOT);
 
 describe('systemd unit', () => {
-  it('has systemd-analyze to check with (.ci/run installs systemd)', () => {
+  it('has systemd-analyze to check with (npm test installs systemd)', () => {
     expect(hasAnalyze).toBe(true);
   });
 

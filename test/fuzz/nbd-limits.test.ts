@@ -122,7 +122,7 @@ describe('handshake limits', () => {
 
 describe('transmission limits', () => {
   // First in this group: the 32 MiB requests below leave up to 128 MiB in the server's buffer
-  // pool (src/nbd/buffer-pool.ts), which would count against this bound.
+  // pool (src/block/buffer-pool.ts), which would count against this bound.
   it('a client that sends 768 MiB of WRITEs and never reads a reply: RSS stays < 300 MiB', async () => {
     const c = await RawClient.open(srv.socket, { name: 'fuzz' });
     c.socket.pause();

@@ -1,6 +1,6 @@
 // Interoperability with the clients users run: libnbd tools (nbdinfo, nbdcopy, nbdsh), qemu
 // (qemu-io, qemu-img) and fio's nbd engine, all against a real `nbdsnap serve`. A missing tool
-// fails the test: CI installs them.
+// fails the test: npm test installs them (scripts/ensure-test-tools.sh).
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
