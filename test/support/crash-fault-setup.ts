@@ -52,8 +52,8 @@ export async function reopenState(s: FaultSnap, kind: StoreKind = 'P'): Promise<
 
 /** Is the write to a data chunk (not the header or area 0)? */
 export const dataChunkWrite = (offset: number, _length: number, fua: boolean) => offset >= 2 * CHUNK && !fua;
-/** Is the write the metadata commit (FUA, area 0)? */
-export const metadataWrite = (offset: number, _length: number, fua: boolean) => offset === CHUNK && fua;
+/** Is the write a metadata commit (area 0; with FUA, or plain when a pipelined batch's flush makes it durable)? */
+export const metadataWrite = (offset: number) => offset === CHUNK;
 /** Is the write the header (the invalidation)? */
 export const headerWrite = (offset: number) => offset === 0;
 

@@ -23,8 +23,9 @@
 //
 // Allocation: next_free starts at 2 (after the header and area 0) and skips metadata chunks.
 // On load next_free = max(new_chunk) + 1 (at least 2), then the same skip: holes are leaked.
-// Commit rewrites the whole current area chunk (after a flush, with FUA); before a full area is
-// committed the next area is zeroed, so a full area on disk always has a zeroed successor.
+// Commit rewrites the whole current area chunk after a flush that makes the data it names
+// durable (persistent-store.ts); before a full area is written, the next area is zeroed and
+// flushed, so a full area on disk always has a zeroed successor.
 import { SECTOR_BYTES } from '../../common/sectors.ts';
 import { CorruptStoreError } from '../errors.ts';
 

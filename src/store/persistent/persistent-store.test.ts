@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../open-store.ts';
 import { StoreTestDevice, settle } from '../../../test/support/store-test-device.ts';
-import { CHUNK, CS, commitMany, fresh, loadAll, recordsOf } from '../../../test/support/store-helpers.ts';
+import { CHUNK, CS, DurabilityWatch, commitMany, fresh, loadAll, recordsOf } from '../../../test/support/store-helpers.ts';
+import { makeRng } from '../../../test/support/prng.ts';
 import { decodeHeader } from './format.ts';
 
 describe('commits', () => {
@@ -68,11 +69,78 @@ describe('commits', () => {
     expect(recordsOf(dev, 1)).toEqual([[20, a], [21, b]]);
   });
 
-  it('make the data durable before the record: flush precedes every metadata write', async () => {
+  it('keep the kernel order under concurrent commits across area boundaries: data, zeroed next area, then record, then resolve', async () => {
+    const { dev, store } = await fresh(120);
+    for (const image of [dev.bytes, dev.durable]) for (const area of [34, 67, 100]) image.fill(0xee, area * CHUNK, (area + 1) * CHUNK); // stale bytes where areas 1-3 will be
+    const watch = new DurabilityWatch(dev);
+    const rng = makeRng(7);
+    const commits: Promise<number>[] = [];
+    let old = 0;
+    for (const burst of [1, 5, 17, 3, 40, 2, 1, 29, 8]) {
+      for (let i = 0; i < burst; i++) commits.push(watch.commitWithData(store, old++));
+      for (let i = rng.int(0, 3); i > 0; i--) await settle(); // let the writer get part-way through
+    }
+    const chunks = await Promise.all(commits);
+    expect(watch.problems).toEqual([]);
+    expect(watch.areaWrites).toBeGreaterThan(watch.fuaAreaWrites); // some batches were pipelined
+    expect(store.status()).toBe('111/120 5'); // 106 records: areas 0-2 full, area 3 current
+    const again = await openStore('P', dev, { chunkSectors: CS });
+    expect(loadAll(again)).toEqual(chunks.map((n, i) => [i, n]));
+  });
+
+  it('are pipelined: with commits arriving continuously, K batches cost K+1 syncs, not 2K', async () => {
     const { dev, store } = await fresh(100);
-    await Promise.all(Array.from({ length: 5 }, (_, i) => store.commit(i, store.prepare())));
-    const metadata = dev.calls.map((call, i) => ({ call, i })).filter(({ call }) => call.fua);
-    for (const { i } of metadata) expect(dev.calls[i - 1].op).toBe('flush');
+    const watch = new DurabilityWatch(dev);
+    const K = 5;
+    dev.holdFlush = () => true;
+    const batches: Promise<number[]>[] = [];
+    const resolvedOrder: number[] = [];
+    const startBatch = (k: number) => {
+      // The first commit starts the writer on its own; later ones arrive while a flush is held, so each group is one batch.
+      const batch = watch.commitAllWithData(store, k === 0 ? [0] : [10 * k, 10 * k + 1, 10 * k + 2]);
+      batches.push(batch.then((chunks) => (resolvedOrder.push(k), chunks)));
+    };
+    startBatch(0);
+    for (let k = 1; k <= K; k++) {
+      await settle();
+      expect(dev.heldCount).toBe(1); // batch k-1's flush (which also covers batch k-2's area write)
+      expect(resolvedOrder).toEqual(Array.from({ length: Math.max(0, k - 2) }, (_, i) => i));
+      if (k < K) {
+        startBatch(k); // committed while that flush is in flight: the next batch
+        await settle();
+      } else {
+        dev.holdFlush = () => false;
+      }
+      dev.release();
+    }
+    await Promise.all(batches);
+    expect(resolvedOrder).toEqual([0, 1, 2, 3, 4]);
+    expect(watch.problems).toEqual([]);
+    const flushes = dev.calls.filter((c) => c.op === 'flush').length;
+    const fuaWrites = dev.calls.filter((c) => c.fua).length;
+    expect({ flushes, fuaWrites, areaWrites: watch.areaWrites }).toEqual({ flushes: K, fuaWrites: 1, areaWrites: K });
+    expect(flushes + fuaWrites).toBe(K + 1); // fdatasyncs on a FileDevice (FUA is write + fdatasync); 2K before pipelining
+  });
+
+  it('are written with FUA when their records cross a logical block, even with a next batch ready (no torn area)', async () => {
+    const { dev, store } = await fresh(200, 'P', 2); // cs=2: a 1 KiB area, records 0-31 in its first sector, 32-63 in its second
+    const watch = new DurabilityWatch(dev, 2);
+    await commitMany(store, 30);
+    dev.calls.length = 0;
+    dev.holdFlush = () => true;
+    const first = watch.commitAllWithData(store, [500]); // record 30
+    await settle();
+    const crossing = watch.commitAllWithData(store, [501, 502, 503, 504]); // records 31-34
+    await settle();
+    dev.release(); // record 30: plain (the crossing batch is ready), then the crossing batch's flush, held
+    await settle();
+    const last = watch.commitAllWithData(store, [505]); // ready while the crossing batch is written
+    await settle();
+    dev.holdFlush = () => false;
+    dev.release();
+    await Promise.all([first, crossing, last]);
+    expect(watch.problems).toEqual([]);
+    expect(dev.calls.filter((c) => c.op === 'write' && c.offset === 2 * CHUNK).map((c) => c.fua)).toEqual([false, true, true]);
   });
 
   it('reject a commit of a chunk that was not prepared', async () => {
@@ -99,6 +167,64 @@ describe('failures', () => {
     expect(store.state).toBe('invalid');
     expect(decodeHeader(dev.bytes).valid).toBe(0);
     expect(() => store.prepare()).toThrow(expect.objectContaining({ errno: 'EIO' }));
+  });
+
+  it('a failed flush rejects the batch written but not yet durable as well as the current one', async () => {
+    const { dev, store } = await fresh(100);
+    const watch = new DurabilityWatch(dev);
+    const [a, b, c] = [store.prepare(), store.prepare(), store.prepare()];
+    let flushes = 0;
+    dev.holdFlush = () => flushes === 0;
+    dev.failFlush = () => ++flushes === 2;
+    const pa = store.commit(1, a);
+    await settle();
+    const pb = store.commit(2, b); // arrives during a's flush: a's area write is plain, b's flush covers it
+    const pc = store.commit(3, c);
+    dev.release();
+    await expect(pa).rejects.toMatchObject({ errno: 'EIO' });
+    await expect(pb).rejects.toMatchObject({ errno: 'EIO' });
+    await expect(pc).rejects.toMatchObject({ errno: 'EIO' });
+    expect(watch.areaWrites).toBe(1); // a's record was written, never made durable
+    expect(watch.isDurable(1, a)).toBe(false);
+    expect(store.state).toBe('invalid');
+    expect(decodeHeader(dev.bytes).valid).toBe(0);
+  });
+
+  it('a failed area write after the flush: the previous batch is durable and resolves, the current one fails', async () => {
+    const { dev, store } = await fresh(100);
+    const [a, b] = [store.prepare(), store.prepare()];
+    dev.holdFlush = () => true;
+    let areaWrites = 0;
+    dev.failWrite = (offset) => offset === CHUNK && ++areaWrites === 2;
+    const pa = store.commit(1, a);
+    await settle();
+    const pb = store.commit(2, b);
+    dev.holdFlush = () => false;
+    dev.release();
+    await expect(pa).resolves.toBeUndefined();
+    await expect(pb).rejects.toMatchObject({ errno: 'EIO' });
+    expect(recordsOf(dev, 1)).toEqual([[1, a]]);
+    expect(store.state).toBe('invalid');
+  });
+
+  it('invalidate() while a batch is written but not yet durable rejects it too', async () => {
+    const { dev, store } = await fresh(100);
+    const [a, b] = [store.prepare(), store.prepare()];
+    dev.holdFlush = () => true;
+    const pa = store.commit(1, a);
+    await settle();
+    const pb = store.commit(2, b);
+    dev.release(); // a's area write (plain), then b's flush, held
+    await settle();
+    expect(dev.heldCount).toBe(1);
+    expect(recordsOf(dev, 1)).toEqual([[1, a]]);
+    await store.invalidate('test');
+    await expect(pa).rejects.toMatchObject({ errno: 'EIO' });
+    await expect(pb).rejects.toMatchObject({ errno: 'EIO' });
+    dev.holdFlush = () => false;
+    dev.release();
+    await store.close();
+    expect(recordsOf(dev, 1)).toEqual([[1, a]]); // b's record was never written
   });
 
   it('invalidate() fails pending commits, writes the kernel header with valid=0, and survives reopen', async () => {
@@ -195,6 +321,27 @@ describe('a full store', () => {
 });
 
 describe('close', () => {
+  it('waits for the final flush of the pipeline, so every commit it accepted is settled', async () => {
+    const { dev, store } = await fresh(100);
+    const watch = new DurabilityWatch(dev);
+    dev.holdFlush = () => true;
+    const pa = watch.commitWithData(store, 1);
+    await settle();
+    const pb = watch.commitWithData(store, 2);
+    await settle();
+    let closed = false;
+    const closing = store.close().then(() => (closed = true));
+    dev.release(); // a's area write (plain), then the flush that covers it and b's data, held
+    await settle();
+    expect(dev.heldCount).toBe(1);
+    expect(closed).toBe(false);
+    dev.holdFlush = () => false;
+    dev.release();
+    await closing;
+    await Promise.all([pa, pb]);
+    expect(watch.problems).toEqual([]);
+  });
+
   it('waits for the metadata write in flight and fails commits that can never be written', async () => {
     const { dev, store } = await fresh(100);
     const [a, b, c] = [store.prepare(), store.prepare(), store.prepare()];

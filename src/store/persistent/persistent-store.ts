@@ -1,17 +1,30 @@
 // The persistent exception store (P and PO): the kernel's on-disk format (see format.ts), with
 // the kernel's allocation, group commit, durability order, invalidation and status numbers.
 //
-// Commit path (persistent_commit_exception), for each batch:
+// Commit path (persistent_commit_exception), pipelined so that one flush serves two batches. A
+// writer loop runs while a batch is ready or an area write is not yet durable; each turn:
 //   1. Committed exceptions are taken in allocation order (a later chunk waits for every earlier
-//      prepared one) and written into the in-memory current area, at most up to its end.
+//      prepared one), at most up to the current area's end: the batch. Their records go into
+//      the in-memory current area (free: the previous turn's area write has completed).
 //   2. If that fills the area, the next area's chunk is zeroed on disk (a plain write).
-//   3. cow.flush(): the data of every chunk in the batch, and step 2, are durable (the PREFLUSH).
-//   4. The current area chunk is written with FUA. Only now do the batch's commits resolve.
+//   3. cow.flush(), which makes durable: the data of every chunk in the batch (written before
+//      its commit() was called), step 2's zeroing, and the previous turn's area write (step 4).
+//      The previous turn's batch resolves now.
+//   4. The current area chunk is written. As a plain write if a further batch is ready and the
+//      new records lie in one logical block of the area: the next turn's flush (step 3) makes
+//      it durable, and a power cut before that leaves the block old or new, never records after
+//      a terminator. Otherwise with FUA (the kernel's PREFLUSH+FUA): the batch resolves when the
+//      write completes, and the loop ends unless more commits arrived meanwhile.
 //   5. A full area makes the next one current (in memory: zeroed).
-// Exceptions committed while a batch is being written form the next batch (group commit). Any
-// failure in 2-4 invalidates the store (valid=0 on disk) and rejects the whole batch.
-// Unlike the kernel, a batch is written as soon as the oldest prepared exception is committed;
-// the kernel also waits for every other exception in flight, which only adds latency here.
+// So every exception keeps the kernel's order: its data is durable before the record naming it
+// is written, a full area is written only after its zeroed successor is durable, and a commit
+// resolves only once its record is durable. A lone commit costs two syncs, as in the kernel
+// (flush, FUA write); under a steady stream a batch costs one, the flush that covers its data
+// also covering the previous batch's area write (two when its records cross a block boundary).
+// Any failure in 2-4 invalidates the store (valid=0 on disk) and rejects every batch not yet
+// resolved, the one written in the previous turn included. Unlike the kernel, a batch is written
+// as soon as the oldest prepared exception is committed; the kernel also waits for every other
+// exception in flight, which only adds latency here.
 import { BlockError } from '../../block/errors.ts';
 import type { BlockDevice } from '../../block/device.ts';
 import { errorText } from '../../common/error-text.ts';
@@ -22,7 +35,7 @@ import type { ExceptionStore, StoreState, StoreUsage } from '../exception-store.
 import { cowSectors, formatStatus, refreshDeviceSize } from '../usage.ts';
 import { AllocationQueue, type QueuedCommit } from './allocation-queue.ts';
 import type { AreaScan } from './area-reader.ts';
-import { areaLocation, encodeHeader, exceptionsPerArea, scanArea, skipMetadataChunk, writeRecord } from './format.ts';
+import { RECORD_BYTES, areaLocation, encodeHeader, exceptionsPerArea, scanArea, skipMetadataChunk, writeRecord } from './format.ts';
 
 export interface PersistentStoreInit {
   kind: PersistentKind;
@@ -50,7 +63,8 @@ export class PersistentStore implements ExceptionStore {
   private currentCommitted: number;
   private nextFree: number;
   private readonly queue = new AllocationQueue();
-  private inFlight: QueuedCommit[] = [];
+  /** Taken from the queue, not settled: the batch being written and the previous one, written but not yet durable. */
+  private unsynced: QueuedCommit[] = [];
   private writing = false;
   private idle: Promise<void> = Promise.resolve();
   private zeroChunk: Buffer | null = null;
@@ -113,7 +127,7 @@ export class PersistentStore implements ExceptionStore {
     if (this.currentState === 'invalid') throw new BlockError('EIO', 'snapshot is invalid');
   }
 
-  /** Start the batch writer unless it runs already or nothing is ready. */
+  /** Start the writer loop unless it runs already or nothing is ready. */
   private kick(): void {
     if (this.writing || !this.queue.headReady()) return;
     this.writing = true;
@@ -122,40 +136,63 @@ export class PersistentStore implements ExceptionStore {
 
   private async writeBatches(): Promise<void> {
     try {
-      while (this.currentState !== 'invalid' && this.queue.headReady()) await this.writeBatch();
+      while (this.currentState !== 'invalid' && (this.unsynced.length > 0 || this.queue.headReady())) await this.commitTurn();
     } finally {
       this.writing = false; // synchronously after the last check: a commit arriving later kicks again
+      this.unsynced = []; // empty, or rejected already by the invalidation that stopped the loop
     }
   }
 
-  private async writeBatch(): Promise<void> {
+  /** One turn of the commit path (see the top of this file). */
+  private async commitTurn(): Promise<void> {
+    const previous = this.unsynced; // its area write has completed but is not durable yet
     const batch = this.queue.takeReady(this.epa - this.currentCommitted);
+    const first = this.currentCommitted;
     for (const entry of batch) writeRecord(this.area, this.currentCommitted++, entry.oldChunk, entry.newChunk);
-    const full = this.currentCommitted === this.epa;
-    this.inFlight = batch;
-    let failure: unknown = null;
+    const full = batch.length > 0 && this.currentCommitted === this.epa;
+    this.unsynced = [...previous, ...batch];
     try {
       if (full) await this.cow.write(this.zeroes(), this.areaOffset(this.currentArea + 1));
       await this.cow.flush();
-      await this.cow.write(this.area, this.areaOffset(this.currentArea), { fua: true });
+      this.unsynced = batch;
+      this.settle(previous);
+      if (batch.length === 0 || this.currentState === 'invalid') return;
+      // Plain only if a next batch's flush will cover it and a torn write cannot leave records
+      // after a terminator (the new records lie in one logical block, which is written atomically).
+      const oneBlock = this.blockOf(first) === this.blockOf(this.currentCommitted - 1);
+      const fua = !oneBlock || !this.queue.headReady();
+      await this.cow.write(this.area, this.areaOffset(this.currentArea), { fua });
+      if (fua) {
+        this.unsynced = [];
+        this.settle(batch);
+      }
     } catch (err) {
-      failure = err;
+      const failed = this.unsynced;
+      this.unsynced = [];
+      const failure = new BlockError('EIO', `metadata write failed: ${errorText(err)}`, { cause: err });
+      for (const entry of failed) entry.reject(failure);
+      await this.invalidate(failure.message);
+    } finally {
+      if (full) {
+        this.currentArea++;
+        this.currentCommitted = 0;
+        this.area.fill(0);
+      }
     }
-    this.inFlight = [];
-    if (full) {
-      this.currentArea++;
-      this.currentCommitted = 0;
-      this.area.fill(0);
-    }
-    if (failure !== null) {
-      const err = new BlockError('EIO', `metadata write failed: ${errorText(failure)}`, { cause: failure });
-      for (const entry of batch) entry.reject(err);
-      await this.invalidate(err.message);
-    } else if (this.currentState === 'invalid') {
-      for (const entry of batch) entry.reject(new BlockError('EIO', 'snapshot was invalidated during the commit'));
+  }
+
+  /** Settle commits whose records are durable: resolved, unless the store was invalidated meanwhile. */
+  private settle(entries: QueuedCommit[]): void {
+    if (this.currentState === 'invalid') {
+      for (const entry of entries) entry.reject(new BlockError('EIO', 'snapshot was invalidated during the commit'));
     } else {
-      for (const entry of batch) entry.resolve();
+      for (const entry of entries) entry.resolve();
     }
+  }
+
+  /** The logical block of the area chunk that holds record `index`. */
+  private blockOf(index: number): number {
+    return Math.floor((index * RECORD_BYTES) / this.cow.blockSize);
   }
 
   private areaOffset(area: number): number {
@@ -175,7 +212,7 @@ export class PersistentStore implements ExceptionStore {
     this.currentState = 'invalid';
     this.logger.warn({ reason }, 'Invalidating snapshot');
     const err = new BlockError('EIO', `snapshot invalidated: ${reason}`);
-    for (const entry of this.inFlight) entry.reject(err);
+    for (const entry of this.unsynced) entry.reject(err);
     this.queue.failAll(err);
     this.headerWrite = this.writeInvalidHeader();
     await this.headerWrite;
