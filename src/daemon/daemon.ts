@@ -4,12 +4,13 @@
 // answered), detach every snapshot (closing its store flushes it), close origins and catalog.
 import fs from 'node:fs';
 import path from 'node:path';
+import { BufferPool } from '../block/buffer-pool.ts';
 import { Catalog } from '../catalog/catalog.ts';
 import type { DaemonInfo } from '../control/api.ts';
 import { ControlServer } from '../control/server.ts';
 import { clearStaleSocket } from '../common/unix-socket.ts';
 import type { Logger } from '../log.ts';
-import { NbdServer } from '../nbd/server.ts';
+import { DEFAULT_POOL_BYTES, NbdServer } from '../nbd/server.ts';
 import type { DaemonConfig } from './config.ts';
 import type { DaemonContext } from './context.ts';
 import { createHandlers } from './handlers.ts';
@@ -20,6 +21,7 @@ import { restoreAll } from './restore.ts';
 import { makeDirs } from './paths.ts';
 
 export const CATALOG_FILE = 'catalog.db';
+
 
 function packageVersion(): string {
   const file = new URL('../../package.json', import.meta.url);
@@ -48,8 +50,9 @@ export class Daemon {
     await clearStaleSocket(config.controlSocket);
     await clearStaleSocket(config.nbdSocket);
     const catalog = new Catalog(path.join(config.dataDir, CATALOG_FILE));
-    const exports = new ExportLifecycle();
-    const nbd = new NbdServer({ exports, logger: log.child({ module: 'nbd' }) });
+    const bufferPool = new BufferPool(DEFAULT_POOL_BYTES); // shared by NBD requests and snapshot copy-outs
+    const exports = new ExportLifecycle({ bufferPool });
+    const nbd = new NbdServer({ exports, bufferPool, logger: log.child({ module: 'nbd' }) });
     exports.bindServer(nbd);
     const ctx: DaemonContext = { config, catalog, exports, log };
     let daemon: Daemon | undefined;

@@ -12,6 +12,7 @@
 //   no origin write can arrive before a snapshot that should preserve it is attached.
 // - An export is unserved and its clients disconnected before it is detached or closed.
 // - An origin is closed only after all of its snapshots are detached.
+import type { BufferPool } from '../block/buffer-pool.ts';
 import type { FileDevice } from '../block/file-device.ts';
 import type { OriginRow, SnapshotRow } from '../catalog/catalog.ts';
 import type { Logger } from '../log.ts';
@@ -72,6 +73,12 @@ export class ExportLifecycle implements ExportProvider {
   private readonly originMap = new Map<string, OriginEntry>();
   private readonly served = new Map<string, NbdExport>();
   private clients: ExportConnections = { connectionCount: () => 0, disconnectExport: async () => undefined };
+  private readonly bufferPool: BufferPool | undefined;
+
+  /** `bufferPool`: where snapshots take their copy-out buffers (the NBD server's, in the daemon). */
+  constructor(opts: { bufferPool?: BufferPool } = {}) {
+    this.bufferPool = opts.bufferPool;
+  }
 
   /** The server whose clients unserve() disconnects (it is built after this provider). */
   bindServer(clients: ExportConnections): void {
@@ -119,7 +126,7 @@ export class ExportLifecycle implements ExportProvider {
 
   /** Register an origin on its opened device, not served yet (attach its snapshots, then serveOrigin). */
   addOrigin(row: OriginRow, device: FileDevice, log: Logger): OriginEntry {
-    const entry: OriginEntry = { row, target: new SnapshotOrigin(device, { logger: log }), error: null, log, state: 'opening', snapshots: new Map() };
+    const entry: OriginEntry = { row, target: new SnapshotOrigin(device, { logger: log, bufferPool: this.bufferPool }), error: null, log, state: 'opening', snapshots: new Map() };
     this.originMap.set(row.name, entry);
     return entry;
   }

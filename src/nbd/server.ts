@@ -20,7 +20,7 @@ export interface NbdServerOptions {
 }
 
 /** Idle buffers a server's own pool keeps for reuse. */
-const DEFAULT_POOL_BYTES = 128 * 1024 * 1024;
+export const DEFAULT_POOL_BYTES = 128 * 1024 * 1024;
 
 export class NbdServer {
   private readonly exports: ExportProvider;

@@ -8,6 +8,7 @@
 // this check; here a write checks every chunk it touches in every snapshot (ascending chunk order,
 // so allocation order is the kernel's) and is written whole once all of them are preserved. The
 // effect on every device is the same.
+import type { BufferPool } from '../block/buffer-pool.ts';
 import type { BlockDevice, WriteOptions, ZeroOptions } from '../block/device.ts';
 import { BlockError } from '../block/errors.ts';
 import type { ExceptionStore } from '../store/exception-store.ts';
@@ -18,6 +19,8 @@ import { SNAPSHOT_CAPS, writeZeroes } from './zero-write.ts';
 
 export interface SnapshotOriginOptions {
   logger?: Logger;
+  /** Copy-out buffers for its snapshots (the daemon shares the NBD server's). */
+  bufferPool?: BufferPool;
 }
 
 export class SnapshotOrigin implements BlockDevice {
@@ -28,10 +31,12 @@ export class SnapshotOrigin implements BlockDevice {
   private active: Snapshot[] = [];
   private readonly gate = new WriteGate();
   private readonly log: Logger;
+  private readonly pool: BufferPool | undefined;
 
   constructor(next: BlockDevice, opts: SnapshotOriginOptions = {}) {
     this.next = next;
     this.log = opts.logger ?? silentLogger();
+    this.pool = opts.bufferPool;
   }
 
   get size(): number {
@@ -52,7 +57,7 @@ export class SnapshotOrigin implements BlockDevice {
    * preserved in it. Writes acknowledged before are in its image.
    */
   async createSnapshot(store: ExceptionStore, opts: { logger?: Logger } = {}): Promise<Snapshot> {
-    const snapshot = new Snapshot(this.next, store, this.next.size, { logger: opts.logger ?? this.log });
+    const snapshot = new Snapshot(this.next, store, this.next.size, { logger: opts.logger ?? this.log, bufferPool: this.pool });
     const reopen = await this.gate.close();
     try {
       await this.next.flush();

@@ -13,6 +13,7 @@
 //   so the origin chunk stays untouched until the pending exception is gone.
 // - Invalid (full non-PO store, I/O error): every snapshot I/O fails with EIO, origin writes skip
 //   the snapshot. Overflow (PO full from a snapshot write): reads work, all writes fail.
+import { BufferPool } from '../block/buffer-pool.ts';
 import type { BlockDevice, WriteOptions, ZeroOptions } from '../block/device.ts';
 import { BlockError, isBlockError } from '../block/errors.ts';
 import { splitByUnit } from '../block/ranges.ts';
@@ -20,11 +21,14 @@ import type { ExceptionStore } from '../store/exception-store.ts';
 import { ExceptionTable } from '../store/exception-table.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { ChunkTracker } from './chunk-tracker.ts';
+import { CowRun } from './cow-run.ts';
 import { newPendingException, type PendingException } from './pending-exception.ts';
 import { SNAPSHOT_CAPS, writeZeroes } from './zero-write.ts';
 
 export interface SnapshotOptions {
   logger?: Logger;
+  /** Where copy-out buffers come from (shared with the NBD server in the daemon). */
+  bufferPool?: BufferPool;
 }
 
 /** Who asked for an exception: it decides what a full PO store does (overflow vs invalidate). */
@@ -51,6 +55,7 @@ export class Snapshot implements BlockDevice {
   private readonly pending = new Map<number, PendingException>();
   private readonly tracked = new ChunkTracker();
   private readonly log: Logger;
+  private readonly pool: BufferPool;
   private closed = false;
   /** Settles once the invalidation (valid=0 header) is written; origin writes wait for it. */
   private invalidation: Promise<void> | undefined;
@@ -63,6 +68,7 @@ export class Snapshot implements BlockDevice {
     this.blockSize = Math.max(source.blockSize, store.cow.blockSize);
     this.chunkBytes = store.chunkBytes;
     this.log = opts.logger ?? silentLogger();
+    this.pool = opts.bufferPool ?? new BufferPool(8 * store.chunkBytes);
     this.table = new ExceptionTable(store.recordCount);
     this.table.insertAll((add) => store.load(add));
   }
@@ -112,10 +118,20 @@ export class Snapshot implements BlockDevice {
     this.checkWritable();
     const cb = this.chunkBytes;
     // Every piece is allocated synchronously, in ascending chunk order, before anything waits.
+    // Whole-chunk pieces that get consecutive new COW chunks, and pieces of existing exceptions
+    // that are consecutive on the COW, are written with one call per run.
+    const fresh = new CowRun(buf, (data, at) => this.store.cow.write(data, at));
+    const mapped = new CowRun(buf, (data, at) => this.store.cow.write(data, at, opts));
     const parts: Promise<void>[] = [];
     for (const p of splitByUnit(offset, buf.length, cb)) {
-      parts.push(this.writePiece(buf.subarray(p.bufOffset, p.bufOffset + p.length), Math.floor(p.offset / cb), p.offset % cb, opts));
+      const chunk = Math.floor(p.offset / cb);
+      const newChunk = this.table.lookup(chunk);
+      if (newChunk >= 0) parts.push(mapped.add(newChunk * cb + (p.offset % cb), p.bufOffset, p.length));
+      else if (p.length === cb && !this.pending.has(chunk)) parts.push(this.writeWholeChunk(fresh, chunk, p.bufOffset));
+      else parts.push(this.writePiece(buf.subarray(p.bufOffset, p.bufOffset + p.length), chunk, p.offset % cb, opts));
     }
+    fresh.flush();
+    mapped.flush();
     await allPieces(parts);
   }
 
@@ -168,26 +184,33 @@ export class Snapshot implements BlockDevice {
     }
   }
 
+  /** A write of all of a chunk without an exception: it is the chunk's data, no copy from the origin. */
+  private writeWholeChunk(run: CowRun, chunk: number, bufOffset: number): Promise<void> {
+    const pe = this.allocate(chunk, 'snapshot');
+    if (!pe) return Promise.reject(this.noRoom(chunk));
+    const written = run.add(pe.newChunk * this.chunkBytes, bufOffset, this.chunkBytes);
+    void this.complete(pe, () => written);
+    return pe.done;
+  }
+
+  private noRoom(chunk: number): BlockError {
+    return new BlockError('EIO', `snapshot ${this.store.state}: no room for chunk ${chunk}`);
+  }
+
+  /** Part of a chunk (or a chunk whose exception is pending): join or make the exception, then write. */
   private async writePiece(data: Uint8Array, chunk: number, within: number, opts?: WriteOptions): Promise<void> {
-    const cb = this.chunkBytes;
-    const mapped = this.table.lookup(chunk);
-    if (mapped >= 0) return this.store.cow.write(data, mapped * cb + within, opts);
-    let pe = this.pending.get(chunk);
+    const pe = this.pending.get(chunk);
     if (!pe) {
       const created = this.allocate(chunk, 'snapshot');
-      if (!created) throw new BlockError('EIO', `snapshot ${this.store.state}: no room for chunk ${chunk}`);
-      if (within === 0 && data.length === cb) {
-        // Whole-chunk write: it is the chunk's data, no copy from the origin.
-        const fill = () => this.store.cow.write(data, created.newChunk * cb);
-        void this.complete(created, fill);
-        return created.done;
-      }
-      void this.complete(created, () => this.copyFromOrigin(created));
-      pe = created;
+      if (!created) throw this.noRoom(chunk);
+      // The new chunk is the origin's with this write laid over it, written once; the commit
+      // makes the write durable along with the exception (so FUA needs nothing more).
+      void this.complete(created, () => this.copyFromOrigin(created, data, within));
+      return created.done;
     }
     await pe.done;
     this.checkUsable(); // accepted before any overflow, like a bio the kernel already parked
-    await this.store.cow.write(data, pe.newChunk * cb + within, opts);
+    await this.store.cow.write(data, pe.newChunk * this.chunkBytes + within, opts);
   }
 
   /** Allocate a COW chunk for `chunk`; on a full store, overflow (PO, snapshot write) or invalidate. */
@@ -241,13 +264,18 @@ export class Snapshot implements BlockDevice {
     }
   }
 
-  private async copyFromOrigin(pe: PendingException): Promise<void> {
+  /** Copy the origin chunk to the new COW chunk, with `overlay` (a snapshot write) laid over it at `within`. */
+  private async copyFromOrigin(pe: PendingException, overlay?: Uint8Array, within = 0): Promise<void> {
     const cb = this.chunkBytes;
     const start = pe.oldChunk * cb;
-    const length = Math.min(cb, this.source.size - start);
-    const buf = Buffer.allocUnsafe(length);
-    await this.source.read(buf, start);
-    await this.store.cow.write(buf, pe.newChunk * cb);
+    const buf = this.pool.acquire(Math.min(cb, this.source.size - start));
+    try {
+      await this.source.read(buf, start);
+      if (overlay) buf.set(overlay, within);
+      await this.store.cow.write(buf, pe.newChunk * cb);
+    } finally {
+      this.pool.release(buf);
+    }
   }
 
   /** Invalidate the snapshot for good (idempotent; persisted by P/PO stores). */

@@ -122,6 +122,34 @@ describe('commits', () => {
     expect(flushes + fuaWrites).toBe(K + 1); // fdatasyncs on a FileDevice (FUA is write + fdatasync); 2K before pipelining
   });
 
+  it('span areas in one turn when many are ready: every successor zeroed, one flush, then each area with FUA', async () => {
+    const { dev, store } = await fresh(200); // cs=1: 32 records per area, area N at chunk 1 + 33N
+    const watch = new DurabilityWatch(dev);
+    dev.holdFlush = () => true;
+    const lone = watch.commitAllWithData(store, [0]); // record 0: starts the writer, its flush is held
+    await settle();
+    expect(dev.heldCount).toBe(1);
+    // Records 1-70 arrive meanwhile: they fill area 0 and area 1 and put 7 into area 2.
+    const many = watch.commitAllWithData(store, Array.from({ length: 70 }, (_, i) => 100 + i));
+    await settle();
+    dev.calls.length = 0;
+    dev.holdFlush = () => false;
+    dev.release();
+    await Promise.all([lone, many]);
+    expect(watch.problems).toEqual([]);
+    const at = (area: number) => (1 + 33 * area) * CHUNK;
+    const plain = dev.calls.filter((c) => c.op === 'write' && !c.fua).map((c) => c.offset);
+    const fua = dev.calls.filter((c) => c.fua).map((c) => c.offset);
+    const flushes = dev.calls.map((c, i) => (c.op === 'flush' ? i : -1)).filter((i) => i >= 0);
+    expect(flushes).toHaveLength(2); // the held one, and one for the 70 records' data and both zeroings
+    expect(plain).toEqual([at(0), at(1), at(2)]); // record 0's area (pipelined), then the two successors zeroed
+    expect(fua.sort((a, b) => a - b)).toEqual([at(0), at(1), at(2)]);
+    const lastZeroing = dev.calls.findIndex((c) => c.offset === at(2) && !c.fua);
+    expect(lastZeroing).toBeLessThan(flushes[1]!);
+    expect(dev.calls.findIndex((c) => c.fua)).toBeGreaterThan(flushes[1]!);
+    expect([recordsOf(dev, 1).length, recordsOf(dev, 34).length, recordsOf(dev, 67).length]).toEqual([32, 32, 7]);
+  });
+
   it('are written with FUA when their records cross a logical block, even with a next batch ready (no torn area)', async () => {
     const { dev, store } = await fresh(200, 'P', 2); // cs=2: a 1 KiB area, records 0-31 in its first sector, 32-63 in its second
     const watch = new DurabilityWatch(dev, 2);

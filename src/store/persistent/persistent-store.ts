@@ -4,18 +4,21 @@
 // Commit path (persistent_commit_exception), pipelined so that one flush serves two batches. A
 // writer loop runs while a batch is ready or an area write is not yet durable; each turn:
 //   1. Committed exceptions are taken in allocation order (a later chunk waits for every earlier
-//      prepared one), at most up to the current area's end: the batch. Their records go into
-//      the in-memory current area (free: the previous turn's area write has completed).
-//   2. If that fills the area, the next area's chunk is zeroed on disk (a plain write).
+//      prepared one): the batch. Their records go into the in-memory current area (free: the
+//      previous turn's area write has completed); when it fills, on into the next (step 5).
+//   2. For every area that fills, its successor's chunk is zeroed on disk (a plain write).
 //   3. cow.flush(), which makes durable: the data of every chunk in the batch (written before
 //      its commit() was called), step 2's zeroing, and the previous turn's area write (step 4).
 //      The previous turn's batch resolves now.
-//   4. The current area chunk is written. As a plain write if a further batch is ready and the
-//      new records lie in one logical block of the area: the next turn's flush (step 3) makes
+//   4. The area chunks are written. When the batch spans areas, each is written with FUA, in
+//      parallel (every full area's successor is durable already, so any completion order is
+//      safe), and the batch resolves. Otherwise the one area chunk is written: as a plain write
+//      if a further batch is ready and the new records lie in one logical block of the area:
+//      the next turn's flush (step 3) makes
 //      it durable, and a power cut before that leaves the block old or new, never records after
 //      a terminator. Otherwise with FUA (the kernel's PREFLUSH+FUA): the batch resolves when the
 //      write completes, and the loop ends unless more commits arrived meanwhile.
-//   5. A full area makes the next one current (in memory: zeroed).
+//   5. A full area makes the next one current (in memory: zeroed) at once, in step 1.
 // So every exception keeps the kernel's order: its data is durable before the record naming it
 // is written, a full area is written only after its zeroed successor is durable, and a commit
 // resolves only once its record is durable. A lone commit costs two syncs, as in the kernel
@@ -36,6 +39,14 @@ import { cowSectors, formatStatus, refreshDeviceSize } from '../usage.ts';
 import { AllocationQueue, type QueuedCommit } from './allocation-queue.ts';
 import type { AreaScan } from './area-reader.ts';
 import { RECORD_BYTES, areaLocation, encodeHeader, exceptionsPerArea, scanArea, skipMetadataChunk, writeRecord } from './format.ts';
+
+/** An area chunk to write in a commit turn, with the indexes of the records it gains. */
+interface AreaWrite {
+  offset: number;
+  data: Buffer;
+  first: number;
+  last: number;
+}
 
 export interface PersistentStoreInit {
   kind: PersistentKind;
@@ -143,41 +154,65 @@ export class PersistentStore implements ExceptionStore {
     }
   }
 
+  /**
+   * Take every ready commit into the in-memory areas (step 1), going on into the next area when
+   * one fills (step 5). Returns the batch, the area chunks to write and the areas to zero first.
+   */
+  private takeBatch(): { batch: QueuedCommit[]; areaWrites: AreaWrite[]; zeroings: number[] } {
+    const batch: QueuedCommit[] = [];
+    const areaWrites: AreaWrite[] = [];
+    const zeroings: number[] = [];
+    for (;;) {
+      const taken = this.queue.takeReady(this.epa - this.currentCommitted);
+      if (taken.length === 0) break;
+      const first = this.currentCommitted;
+      for (const entry of taken) writeRecord(this.area, this.currentCommitted++, entry.oldChunk, entry.newChunk);
+      batch.push(...taken);
+      const write = { offset: this.areaOffset(this.currentArea), data: this.area, first, last: this.currentCommitted - 1 };
+      areaWrites.push(write);
+      if (this.currentCommitted < this.epa) break;
+      // Full: its successor is zeroed on disk before it is written (step 2); the next area
+      // becomes current in memory, and the full one keeps its own buffer until written.
+      zeroings.push(this.areaOffset(this.currentArea + 1));
+      this.currentArea++;
+      this.currentCommitted = 0;
+      this.area = Buffer.alloc(this.chunkBytes);
+    }
+    return { batch, areaWrites, zeroings };
+  }
+
   /** One turn of the commit path (see the top of this file). */
   private async commitTurn(): Promise<void> {
     const previous = this.unsynced; // its area write has completed but is not durable yet
-    const batch = this.queue.takeReady(this.epa - this.currentCommitted);
-    const first = this.currentCommitted;
-    for (const entry of batch) writeRecord(this.area, this.currentCommitted++, entry.oldChunk, entry.newChunk);
-    const full = batch.length > 0 && this.currentCommitted === this.epa;
+    const { batch, areaWrites, zeroings } = this.takeBatch();
     this.unsynced = [...previous, ...batch];
     try {
-      if (full) await this.cow.write(this.zeroes(), this.areaOffset(this.currentArea + 1));
+      for (const offset of zeroings) await this.cow.write(this.zeroes(), offset);
       await this.cow.flush();
       this.unsynced = batch;
       this.settle(previous);
       if (batch.length === 0 || this.currentState === 'invalid') return;
-      // Plain only if a next batch's flush will cover it and a torn write cannot leave records
-      // after a terminator (the new records lie in one logical block, which is written atomically).
-      const oneBlock = this.blockOf(first) === this.blockOf(this.currentCommitted - 1);
-      const fua = !oneBlock || !this.queue.headReady();
-      await this.cow.write(this.area, this.areaOffset(this.currentArea), { fua });
-      if (fua) {
-        this.unsynced = [];
-        this.settle(batch);
+      if (areaWrites.length > 1) {
+        // Several areas (a full one and the next): each written with FUA, in parallel. Any
+        // order is safe: a full area's successor is already durable (zeroed), and an area is
+        // read only after a full predecessor.
+        await Promise.all(areaWrites.map((w) => this.cow.write(w.data, w.offset, { fua: true })));
+      } else {
+        // Plain only if a next batch's flush will cover it and a torn write cannot leave records
+        // after a terminator (the new records lie in one logical block, which is written atomically).
+        const [w] = areaWrites;
+        const fua = this.blockOf(w.first) !== this.blockOf(w.last) || !this.queue.headReady();
+        await this.cow.write(w.data, w.offset, { fua });
+        if (!fua) return;
       }
+      this.unsynced = [];
+      this.settle(batch);
     } catch (err) {
       const failed = this.unsynced;
       this.unsynced = [];
       const failure = new BlockError('EIO', `metadata write failed: ${errorText(err)}`, { cause: err });
       for (const entry of failed) entry.reject(failure);
       await this.invalidate(failure.message);
-    } finally {
-      if (full) {
-        this.currentArea++;
-        this.currentCommitted = 0;
-        this.area.fill(0);
-      }
     }
   }
 

@@ -1,0 +1,72 @@
+// How many COW writes a snapshot write costs (issue 11): a partial first write into a chunk makes
+// the new chunk in one write (origin data with the write laid over it), and pieces that land on
+// consecutive COW chunks (new or existing) are written with one call. Contents are checked too.
+import { describe, expect, it } from 'vitest';
+import { MemoryDevice } from '../../src/block/memory-device.ts';
+import { openStore } from '../../src/store/open-store.ts';
+import { SnapshotOrigin } from '../../src/targets/snapshot-origin.ts';
+import { recording, type Call } from '../support/recording-device.ts';
+
+const KiB = 1024;
+
+async function setup(chunkSectors: number, originBytes = 2048 * KiB) {
+  const log: Call[] = [];
+  const data = Buffer.alloc(originBytes);
+  for (let i = 0; i < originBytes; i += 512) data.fill((i / 512) % 251, i, i + 512);
+  const origin = new SnapshotOrigin(new MemoryDevice(originBytes, { data }));
+  const cowMem = new MemoryDevice(originBytes * 2);
+  const snap = await origin.createSnapshot(await openStore('P', recording('cow', cowMem, log), { chunkSectors }));
+  log.length = 0;
+  const chunkBytes = chunkSectors * 512;
+  const isArea = (offset: number) => (offset / chunkBytes) % (chunkBytes / 16 + 1) === 1; // metadata area chunks (header is chunk 0)
+  const dataWrites = () => log.filter((c) => c.op === 'write' && c.offset >= 2 * chunkBytes && !isArea(c.offset));
+  return { snap, data, log, dataWrites, chunkBytes };
+}
+
+async function readAll(dev: { read(b: Uint8Array, o: number): Promise<void> }, offset: number, length: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length);
+  await dev.read(buf, offset);
+  return buf;
+}
+
+describe('snapshot COW writes', () => {
+  it('a partial first write makes the chunk with one COW write: the origin data with the write laid over it', async () => {
+    const { snap, data, dataWrites, chunkBytes } = await setup(128);
+    await snap.write(Buffer.alloc(4 * KiB, 0xee), 5 * chunkBytes + 8 * KiB);
+    const writes = dataWrites();
+    expect(writes.map((c) => c.length)).toEqual([chunkBytes]);
+    const expected = Buffer.from(data.subarray(5 * chunkBytes, 6 * chunkBytes));
+    expected.fill(0xee, 8 * KiB, 12 * KiB);
+    expect((await readAll(snap, 5 * chunkBytes, chunkBytes)).equals(expected)).toBe(true);
+  });
+
+  it('a 1 MiB write over 8-sector chunks is one COW data write, and so is its rewrite', async () => {
+    const { snap, dataWrites } = await setup(8);
+    const payload = Buffer.alloc(1024 * KiB);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
+    await snap.write(payload, 256 * KiB);
+    // 256 chunks, allocated in order: consecutive on the COW up to the metadata chunk after area 0's
+    // 256 data chunks, so at most two runs.
+    const first = dataWrites();
+    expect(first.length).toBeLessThanOrEqual(2);
+    expect(first.reduce((n, c) => n + c.length, 0)).toBe(payload.length);
+    expect(snap.exceptionCount).toBe(256);
+    expect((await readAll(snap, 256 * KiB, payload.length)).equals(payload)).toBe(true);
+    const before = dataWrites().length;
+    payload.fill(0x5a);
+    await snap.write(payload, 256 * KiB);
+    const rewrites = dataWrites().slice(before);
+    expect(rewrites.length).toBeLessThanOrEqual(2);
+    expect((await readAll(snap, 256 * KiB, payload.length)).equals(payload)).toBe(true);
+  });
+
+  it('a write mixing new and existing chunks keeps every byte where it belongs', async () => {
+    const { snap, data, chunkBytes } = await setup(8);
+    await snap.write(Buffer.alloc(chunkBytes, 1), 3 * chunkBytes); // chunk 3 exists from now on
+    await snap.write(Buffer.alloc(6 * chunkBytes + 1024, 2), 1 * chunkBytes + 512); // chunks 1-7, partial at both ends
+    const got = await readAll(snap, 0, 9 * chunkBytes);
+    const expected = Buffer.from(data.subarray(0, 9 * chunkBytes));
+    expected.fill(2, chunkBytes + 512, 7 * chunkBytes + 1536);
+    expect(got.equals(expected)).toBe(true);
+  });
+});
