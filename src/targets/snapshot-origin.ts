@@ -8,11 +8,12 @@
 // this check; here a write checks every chunk it touches in every snapshot (ascending chunk order,
 // so allocation order is the kernel's) and is written whole once all of them are preserved. The
 // effect on every device is the same.
-import type { BufferPool } from '../block/buffer-pool.ts';
+import { BufferPool } from '../block/buffer-pool.ts';
 import type { BlockDevice, WriteOptions, ZeroOptions } from '../block/device.ts';
 import { BlockError } from '../block/errors.ts';
 import type { ExceptionStore } from '../store/exception-store.ts';
 import { silentLogger, type Logger } from '../log.ts';
+import { SharedOriginRead } from './shared-origin-read.ts';
 import { Snapshot } from './snapshot.ts';
 import { WriteGate } from './write-gate.ts';
 import { SNAPSHOT_CAPS, writeZeroes } from './zero-write.ts';
@@ -31,12 +32,12 @@ export class SnapshotOrigin implements BlockDevice {
   private active: Snapshot[] = [];
   private readonly gate = new WriteGate();
   private readonly log: Logger;
-  private readonly pool: BufferPool | undefined;
+  private readonly pool: BufferPool;
 
   constructor(next: BlockDevice, opts: SnapshotOriginOptions = {}) {
     this.next = next;
     this.log = opts.logger ?? silentLogger();
-    this.pool = opts.bufferPool;
+    this.pool = opts.bufferPool ?? new BufferPool(16 * 1024 * 1024);
   }
 
   get size(): number {
@@ -113,13 +114,14 @@ export class SnapshotOrigin implements BlockDevice {
   /** Start (or join) the exceptions the write needs; the promises settle when each is done. */
   private preserveRange(offset: number, length: number): Promise<void>[] {
     const waits: Promise<void>[] = [];
+    const shared = new SharedOriginRead(this.next, this.pool);
     for (const snap of this.active) {
       const end = Math.min(offset + length, snap.size);
       if (offset >= end) continue; // a snapshot shorter than the origin ignores writes past its end
       const cb = snap.chunkBytes;
       const last = Math.floor((end - 1) / cb);
       for (let chunk = Math.floor(offset / cb); chunk <= last; chunk++) {
-        const wait = snap.preserve(chunk);
+        const wait = snap.preserve(chunk, shared);
         if (wait) waits.push(wait);
       }
     }

@@ -22,6 +22,7 @@ import { ExceptionTable } from '../store/exception-table.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { ChunkTracker } from './chunk-tracker.ts';
 import { CowRun } from './cow-run.ts';
+import type { SharedOriginRead } from './shared-origin-read.ts';
 import { newPendingException, type PendingException } from './pending-exception.ts';
 import { SNAPSHOT_CAPS, writeZeroes } from './zero-write.ts';
 
@@ -86,8 +87,11 @@ export class Snapshot implements BlockDevice {
 
   // ---- called by the snapshot-origin for each chunk an origin write touches
 
-  /** Ensure `chunk` is preserved before the origin overwrites it. Undefined: nothing to wait for. */
-  preserve(chunk: number): Promise<void> | undefined {
+  /**
+   * Ensure `chunk` is preserved before the origin overwrites it. Undefined: nothing to wait for.
+   * `shared` reads the origin chunk once for every snapshot preserving it for the same write.
+   */
+  preserve(chunk: number, shared: SharedOriginRead): Promise<void> | undefined {
     if (this.closed) return undefined;
     if (this.store.state === 'invalid') return this.invalidation;
     const pe = this.pending.get(chunk);
@@ -95,7 +99,7 @@ export class Snapshot implements BlockDevice {
     if (this.table.lookup(chunk) >= 0) return undefined;
     const created = this.allocate(chunk, 'origin');
     if (!created) return this.invalidation; // full: the origin write waits for valid=0 on disk
-    void this.complete(created, () => this.copyFromOrigin(created));
+    void this.complete(created, () => this.copyShared(created, shared));
     return created.settled;
   }
 
@@ -264,14 +268,21 @@ export class Snapshot implements BlockDevice {
     }
   }
 
+  /** Copy the origin chunk, read once for all snapshots by `shared`, to the new COW chunk. */
+  private async copyShared(pe: PendingException, shared: SharedOriginRead): Promise<void> {
+    const start = pe.oldChunk * this.chunkBytes;
+    const length = Math.min(this.chunkBytes, this.source.size - start);
+    await shared.use(start, length, (buf) => this.store.cow.write(buf, pe.newChunk * this.chunkBytes));
+  }
+
   /** Copy the origin chunk to the new COW chunk, with `overlay` (a snapshot write) laid over it at `within`. */
-  private async copyFromOrigin(pe: PendingException, overlay?: Uint8Array, within = 0): Promise<void> {
+  private async copyFromOrigin(pe: PendingException, overlay: Uint8Array, within: number): Promise<void> {
     const cb = this.chunkBytes;
     const start = pe.oldChunk * cb;
     const buf = this.pool.acquire(Math.min(cb, this.source.size - start));
     try {
       await this.source.read(buf, start);
-      if (overlay) buf.set(overlay, within);
+      buf.set(overlay, within);
       await this.store.cow.write(buf, pe.newChunk * cb);
     } finally {
       this.pool.release(buf);

@@ -70,3 +70,24 @@ describe('snapshot COW writes', () => {
     expect(got.equals(expected)).toBe(true);
   });
 });
+
+describe('snapshot-origin writes with several snapshots', () => {
+  it('read each origin chunk once for all snapshots of the same chunk size, and every snapshot keeps it', async () => {
+    const log: Call[] = [];
+    const originBytes = 512 * KiB;
+    const data = Buffer.alloc(originBytes);
+    for (let i = 0; i < originBytes; i++) data[i] = (i * 13) & 0xff;
+    const origin = new SnapshotOrigin(recording('origin', new MemoryDevice(originBytes, { data: Buffer.from(data) }), log));
+    const snaps = [];
+    for (const cs of [128, 128, 128, 8]) snaps.push(await origin.createSnapshot(await openStore('P', new MemoryDevice(originBytes * 2), { chunkSectors: cs })));
+    log.length = 0;
+    await origin.write(Buffer.alloc(4 * KiB, 0xff), 70 * KiB); // chunk 1 of 64 KiB, chunks 17 and 18 of 4 KiB
+    const reads = log.filter((c) => c.device === 'origin' && c.op === 'read').map((c) => [c.offset, c.length]);
+    expect(reads.sort((a, b) => a[0]! - b[0]!)).toEqual([
+      [64 * KiB, 64 * KiB],
+      [68 * KiB, 4 * KiB],
+      [72 * KiB, 4 * KiB],
+    ]);
+    for (const snap of snaps) expect((await readAll(snap, 0, 192 * KiB)).equals(data.subarray(0, 192 * KiB))).toBe(true);
+  });
+});
