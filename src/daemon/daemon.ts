@@ -22,7 +22,6 @@ import { makeDirs } from './paths.ts';
 
 export const CATALOG_FILE = 'catalog.db';
 
-
 function packageVersion(): string {
   const file = new URL('../../package.json', import.meta.url);
   return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;

@@ -55,7 +55,7 @@ export type AttachStep = 'store' | 'activate';
 export interface AttachOptions {
   /** The table's chunk size (0 = the store's default or its header's). */
   chunkSectors: number;
-  /** Called after each step, in order. */
+  /** Called after each step, in order. Must not throw (create's crash-injection points kill the process). */
   checkpoint?: (step: AttachStep) => void;
 }
 
@@ -203,11 +203,22 @@ export class ExportLifecycle implements ExportProvider {
     await this.clients.disconnectExport(name);
   }
 
-  /** Unserve a snapshot, detach it from its origin (closing its store and COW) and forget it. */
+  /**
+   * Unserve a snapshot and detach it from its origin (closing its store and COW). It stays listed
+   * (state 'removing') until forgetSnapshot, once its catalog row is gone. Detaching is done even
+   * if closing fails (the error is thrown), so a retry does not detach twice.
+   */
   async detachSnapshot(origin: OriginEntry, snap: SnapshotEntry): Promise<void> {
     snap.state = 'removing';
     await this.unserve(snap.row.name);
-    if (snap.target) await origin.target!.removeSnapshot(snap.target);
+    const target = snap.target;
+    snap.target = null;
+    if (target) await origin.target!.removeSnapshot(target);
+  }
+
+  /** Drop a detached snapshot (its catalog row is deleted). */
+  forgetSnapshot(origin: OriginEntry, snap: SnapshotEntry): void {
+    if (snap.state !== 'removing' && snap.state !== 'failed') throw new Error(`lifecycle: snapshot ${snap.row.name} is still ${snap.state}`);
     origin.snapshots.delete(snap.row.name);
   }
 
@@ -221,11 +232,16 @@ export class ExportLifecycle implements ExportProvider {
   async closeOrigin(origin: OriginEntry): Promise<void> {
     if (origin.state !== 'removing' && origin.state !== 'failed') throw new Error(`lifecycle: origin ${origin.row.name} is still ${origin.state}`);
     if (origin.snapshots.size > 0) throw new Error(`lifecycle: origin ${origin.row.name} still has snapshots`);
-    if (origin.target) {
-      await origin.target.flush();
-      await origin.target.close();
-    }
+    const target = origin.target;
+    origin.target = null;
     this.originMap.delete(origin.row.name);
+    if (target) {
+      try {
+        await target.flush();
+      } finally {
+        await target.close();
+      }
+    }
   }
 
   /**
@@ -244,9 +260,10 @@ export class ExportLifecycle implements ExportProvider {
       }
     };
     for (const origin of [...this.originMap.values()]) {
+      // Unserved first, as in a remove: no origin write may arrive once a snapshot is detached.
+      if (origin.state !== 'failed') await attempt(origin.row.name, () => this.unserveOrigin(origin));
       for (const snap of [...origin.snapshots.values()]) await attempt(snap.row.name, () => this.detachSnapshot(origin, snap));
       origin.snapshots.clear(); // a snapshot that failed to close is gone all the same
-      if (origin.state !== 'failed') await attempt(origin.row.name, () => this.unserveOrigin(origin));
       await attempt(origin.row.name, () => this.closeOrigin(origin));
     }
     this.originMap.clear();

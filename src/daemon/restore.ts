@@ -40,17 +40,18 @@ async function restoreSnapshot(exports: ExportLifecycle, catalog: Catalog, origi
 }
 
 function openOrigin(exports: ExportLifecycle, catalog: Catalog, row: OriginRow, log: Logger): OriginEntry {
-  let device: FileDevice;
+  let device: FileDevice | undefined;
   try {
     device = FileDevice.open(row.path);
+    if (device.size !== row.sizeBytes) {
+      log.warn({ was: row.sizeBytes, now: device.size }, 'origin size changed since it was added');
+      catalog.setOriginSize(row.name, device.size);
+      row = { ...row, sizeBytes: device.size };
+    }
   } catch (err) {
+    void device?.close();
     log.error({ err, path: row.path }, 'origin failed to start');
     return exports.addFailedOrigin(row, errorText(err), log);
-  }
-  if (device.size !== row.sizeBytes) {
-    log.warn({ was: row.sizeBytes, now: device.size }, 'origin size changed since it was added');
-    catalog.setOriginSize(row.name, device.size);
-    row = { ...row, sizeBytes: device.size };
   }
   return exports.addOrigin(row, device, log);
 }

@@ -12,12 +12,12 @@ import { FileDevice } from '../block/file-device.ts';
 import { DEFAULT_CHUNK_SECTORS } from '../common/chunk-sectors.ts';
 import { DEFAULT_SNAPSHOT_KIND } from '../common/snapshot-kind.ts';
 import { ControlError, type RequestMap } from '../control/api.ts';
+import type { SnapshotRow } from '../catalog/catalog.ts';
 import type { DaemonContext } from './context.ts';
 import { ensureNameFree, ensurePathFree, toControlError } from './conflicts.ts';
 import { faultPoint } from './faults.ts';
 import { checkUserPath, makeDirs, pathIdentity } from './paths.ts';
 import type { OriginEntry, SnapshotEntry } from './lifecycle.ts';
-
 
 type CreateRequest = RequestMap['snapshot.create'];
 
@@ -28,6 +28,7 @@ function activeOrigin(ctx: DaemonContext, name: string): OriginEntry {
     throw new ControlError('NOT_FOUND', `no origin named ${name}${hint}`);
   }
   if (!origin.target) throw new ControlError('INVALID', `origin ${name} is not available: ${origin.error}`);
+  if (origin.state === 'removing') throw new ControlError('INVALID', `origin ${name} is being removed`);
   return origin;
 }
 
@@ -72,14 +73,32 @@ export async function createSnapshot(ctx: DaemonContext, req: CreateRequest): Pr
   } catch (err) {
     // O_EXCL lost a race with someone else's file: that file is not ours to delete.
     const ours = cow !== undefined || (err as NodeJS.ErrnoException).code !== 'EEXIST';
-    if (entry) await ctx.exports.detachSnapshot(origin, entry); // closes the store and the COW
-    if (row.cowCreated && ours) fs.rmSync(row.cowPath, { force: true });
-    ctx.catalog.deleteSnapshot(row.name);
+    await undoCreate(ctx, origin, row, entry, ours);
     throw toControlError(err, created ? `cannot create the COW ${cowPath}` : `cow ${cowPath}`);
   }
   ctx.exports.serveSnapshot(origin, entry, ctx.catalog.getSnapshot(req.name)!);
   log.info({ origin: origin.row.name, cow: cowPath, kind, chunkSectors: entry.target!.store.chunkSectors }, 'snapshot created');
   return entry;
+}
+
+/**
+ * Undo a failed create in reverse, every step even if an earlier one fails (logged: the create's
+ * own error is the one reported; a row left 'creating' is rolled back at the next start).
+ */
+async function undoCreate(ctx: DaemonContext, origin: OriginEntry, row: SnapshotRow, entry: SnapshotEntry | undefined, cowIsOurs: boolean): Promise<void> {
+  const steps: [string, () => unknown][] = [
+    ['detach', () => entry && ctx.exports.detachSnapshot(origin, entry)], // closes the store and the COW
+    ['delete the COW', () => row.cowCreated && cowIsOurs && fs.rmSync(row.cowPath, { force: true })],
+    ['delete the row', () => ctx.catalog.deleteSnapshot(row.name)],
+    ['forget', () => entry && ctx.exports.forgetSnapshot(origin, entry)],
+  ];
+  for (const [what, step] of steps) {
+    try {
+      await step();
+    } catch (err) {
+      ctx.log.error({ err, snapshot: row.name }, `undoing a failed create: ${what} failed`);
+    }
+  }
 }
 
 /** Remove one snapshot (the caller checked BUSY). Leaves an external COW alone. */
@@ -92,6 +111,7 @@ export async function removeSnapshotEntry(ctx: DaemonContext, origin: OriginEntr
   if (snap.row.cowCreated) fs.rmSync(snap.row.cowPath, { force: true });
   faultPoint('snapshot-remove:after-cow-delete');
   ctx.catalog.deleteSnapshot(name);
+  ctx.exports.forgetSnapshot(origin, snap);
   snap.log.info({ cowDeleted: snap.row.cowCreated }, 'snapshot removed');
 }
 

@@ -4,7 +4,8 @@
 //
 // Memory: while every chunk number is below 2^32 - 1 the slots are 32-bit (8 bytes a slot, kept
 // in an Int32Array so V8 does pure int32 arithmetic); the table grows by doubling at 3/4 load, so
-// it spends 10.7 to 21.3 bytes per exception (13.4 for 10M exceptions presized with `expected`).
+// it spends 10.7 to 21.3 bytes per exception (13.4 for 10M exceptions presized with `expected`),
+// up to 32 while the old table drains after a doubling (as during any rehash).
 // A chunk number >= 2^32 - 1 switches the table to f64 slots for good (16 bytes a slot, up to 43
 // bytes per exception): only for huge devices.
 //

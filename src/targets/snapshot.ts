@@ -127,15 +127,19 @@ export class Snapshot implements BlockDevice {
     const fresh = new CowRun(buf, (data, at) => this.store.cow.write(data, at));
     const mapped = new CowRun(buf, (data, at) => this.store.cow.write(data, at, opts));
     const parts: Promise<void>[] = [];
-    for (const p of splitByUnit(offset, buf.length, cb)) {
-      const chunk = Math.floor(p.offset / cb);
-      const newChunk = this.table.lookup(chunk);
-      if (newChunk >= 0) parts.push(mapped.add(newChunk * cb + (p.offset % cb), p.bufOffset, p.length));
-      else if (p.length === cb && !this.pending.has(chunk)) parts.push(this.writeWholeChunk(fresh, chunk, p.bufOffset));
-      else parts.push(this.writePiece(buf.subarray(p.bufOffset, p.bufOffset + p.length), chunk, p.offset % cb, opts));
+    try {
+      for (const p of splitByUnit(offset, buf.length, cb)) {
+        const chunk = Math.floor(p.offset / cb);
+        const newChunk = this.table.lookup(chunk);
+        if (newChunk >= 0) parts.push(mapped.add(newChunk * cb + (p.offset % cb), p.bufOffset, p.length));
+        else if (p.length === cb && !this.pending.has(chunk)) parts.push(this.writeWholeChunk(fresh, chunk, p.bufOffset));
+        else parts.push(this.writePiece(buf.subarray(p.bufOffset, p.bufOffset + p.length), chunk, p.offset % cb, opts));
+      }
+    } finally {
+      // Every piece's exception completes (or fails) and every piece is awaited, whatever happened.
+      fresh.flush();
+      mapped.flush();
     }
-    fresh.flush();
-    mapped.flush();
     await allPieces(parts);
   }
 
@@ -190,7 +194,12 @@ export class Snapshot implements BlockDevice {
 
   /** A write of all of a chunk without an exception: it is the chunk's data, no copy from the origin. */
   private writeWholeChunk(run: CowRun, chunk: number, bufOffset: number): Promise<void> {
-    const pe = this.allocate(chunk, 'snapshot');
+    let pe: PendingException | undefined;
+    try {
+      pe = this.allocate(chunk, 'snapshot'); // throws EIO once an earlier piece invalidated the store
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (!pe) return Promise.reject(this.noRoom(chunk));
     const written = run.add(pe.newChunk * this.chunkBytes, bufOffset, this.chunkBytes);
     void this.complete(pe, () => written);

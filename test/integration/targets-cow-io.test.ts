@@ -91,3 +91,30 @@ describe('snapshot-origin writes with several snapshots', () => {
     for (const snap of snaps) expect((await readAll(snap, 0, 192 * KiB)).equals(data.subarray(0, 192 * KiB))).toBe(true);
   });
 });
+
+describe('a snapshot write that runs out of COW space part way', () => {
+  for (const kind of ['P', 'N'] as const) {
+    it(`${kind}: fails with EIO, every piece settles, the snapshot closes`, async () => {
+      const chunkBytes = 4 * KiB;
+      const origin = new SnapshotOrigin(new MemoryDevice(64 * chunkBytes));
+      // Room for the header, area 0 and one data chunk (P), or one chunk (N).
+      const cow = new MemoryDevice((kind === 'P' ? 3 : 1) * chunkBytes);
+      const snap = await origin.createSnapshot(await openStore(kind, cow, { chunkSectors: 8 }));
+      const unhandled: unknown[] = [];
+      const onUnhandled = (reason: unknown) => unhandled.push(reason);
+      process.on('unhandledRejection', onUnhandled);
+      try {
+        const err = await snap.write(Buffer.alloc(3 * chunkBytes, 7), 0).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect((err as { errno?: string })?.errno).toBe('EIO');
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(unhandled).toEqual([]);
+        await origin.removeSnapshot(snap); // closes: waits for every pending exception
+      } finally {
+        process.off('unhandledRejection', onUnhandled);
+      }
+    });
+  }
+});

@@ -14,9 +14,8 @@
 //      parallel (every full area's successor is durable already, so any completion order is
 //      safe), and the batch resolves. Otherwise the one area chunk is written: as a plain write
 //      if a further batch is ready and the new records lie in one logical block of the area:
-//      the next turn's flush (step 3) makes
-//      it durable, and a power cut before that leaves the block old or new, never records after
-//      a terminator. Otherwise with FUA (the kernel's PREFLUSH+FUA): the batch resolves when the
+//      the next turn's flush (step 3) makes it durable, and a power cut before that leaves the
+//      block old or new, never records after a terminator. Otherwise with FUA (the kernel's PREFLUSH+FUA): the batch resolves when the
 //      write completes, and the loop ends unless more commits arrived meanwhile.
 //   5. A full area makes the next one current (in memory: zeroed) at once, in step 1.
 // So every exception keeps the kernel's order: its data is durable before the record naming it
@@ -196,7 +195,9 @@ export class PersistentStore implements ExceptionStore {
         // Several areas (a full one and the next): each written with FUA, in parallel. Any
         // order is safe: a full area's successor is already durable (zeroed), and an area is
         // read only after a full predecessor.
-        await Promise.all(areaWrites.map((w) => this.cow.write(w.data, w.offset, { fua: true })));
+        // allSettled: a failure is handled only once no write is still in flight (close() may follow).
+        const results = await Promise.allSettled(areaWrites.map((w) => this.cow.write(w.data, w.offset, { fua: true })));
+        for (const r of results) if (r.status === 'rejected') throw r.reason;
       } else {
         // Plain only if a next batch's flush will cover it and a torn write cannot leave records
         // after a terminator (the new records lie in one logical block, which is written atomically).
