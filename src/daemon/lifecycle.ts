@@ -98,10 +98,6 @@ export class ExportLifecycle implements ExportProvider {
     return this.originMap;
   }
 
-  isServed(name: string): boolean {
-    return this.served.has(name);
-  }
-
   connectionCount(name: string): number {
     return this.clients.connectionCount(name);
   }

@@ -114,6 +114,7 @@ export class SnapshotOrigin implements BlockDevice {
   /** Start (or join) the exceptions the write needs; the promises settle when each is done. */
   private preserveRange(offset: number, length: number): Promise<void>[] {
     const waits: Promise<void>[] = [];
+    if (this.active.length === 0) return waits;
     const shared = new SharedOriginRead(this.next, this.pool);
     for (const snap of this.active) {
       const end = Math.min(offset + length, snap.size);

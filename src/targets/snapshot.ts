@@ -121,6 +121,8 @@ export class Snapshot implements BlockDevice {
   async write(buf: Uint8Array, offset: number, opts?: WriteOptions): Promise<void> {
     this.checkWritable();
     const cb = this.chunkBytes;
+    const first = Math.floor(offset / cb);
+    if (first === Math.floor((offset + buf.length - 1) / cb)) return this.writePiece(buf, first, offset % cb, opts);
     // Every piece is allocated synchronously, in ascending chunk order, before anything waits.
     // Whole-chunk pieces that get consecutive new COW chunks, and pieces of existing exceptions
     // that are consecutive on the COW, are written with one call per run.
@@ -210,15 +212,20 @@ export class Snapshot implements BlockDevice {
     return new BlockError('EIO', `snapshot ${this.store.state}: no room for chunk ${chunk}`);
   }
 
-  /** Part of a chunk (or a chunk whose exception is pending): join or make the exception, then write. */
+  /** A write within one chunk: to its exception, joining a pending one, or making one. */
   private async writePiece(data: Uint8Array, chunk: number, within: number, opts?: WriteOptions): Promise<void> {
+    const cb = this.chunkBytes;
+    const mapped = this.table.lookup(chunk);
+    if (mapped >= 0) return this.store.cow.write(data, mapped * cb + within, opts);
     const pe = this.pending.get(chunk);
     if (!pe) {
       const created = this.allocate(chunk, 'snapshot');
       if (!created) throw this.noRoom(chunk);
-      // The new chunk is the origin's with this write laid over it, written once; the commit
-      // makes the write durable along with the exception (so FUA needs nothing more).
-      void this.complete(created, () => this.copyFromOrigin(created, data, within));
+      // A whole-chunk write is the chunk's data; otherwise the new chunk is the origin's with this
+      // write laid over it. Either is written once, and the commit makes the write durable along
+      // with the exception (so FUA needs nothing more).
+      const whole = within === 0 && data.length === cb;
+      void this.complete(created, () => (whole ? this.store.cow.write(data, created.newChunk * cb) : this.copyFromOrigin(created, data, within)));
       return created.done;
     }
     await pe.done;
