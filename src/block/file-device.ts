@@ -1,7 +1,8 @@
 // A BlockDevice over a regular file or a block device node, using positional I/O on one shared
 // descriptor (so every NBD connection to an export sees the same data, and one fdatasync covers
-// all of them). The size is fixed at open and only changes through refreshSize(): a file never
-// grows because it was written past its end.
+// all of them). The size is read at open and again by refreshSize(), grow(), and an I/O that
+// reaches past it (so a device grown underneath is used at once): a file never grows because it
+// was written past its end.
 //
 // Small reads and writes are first tried synchronously on the event loop: when the page cache
 // holds the data, that is several times cheaper than a libuv threadpool round trip (measured:
@@ -12,6 +13,7 @@
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { SECTOR_BYTES } from '../common/sectors.ts';
+import { openClaimed } from './device-claim.ts';
 import { BlockError } from './errors.ts';
 import type { BlockDevice, DeviceCaps, WriteOptions, ZeroOptions } from './device.ts';
 
@@ -31,7 +33,7 @@ function sysfsNumber(path: string): number | undefined {
   }
 }
 
-function devNumbers(rdev: number): string {
+export function devNumbers(rdev: number): string {
   // glibc's gnu_dev_major/minor encoding.
   const major = ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
   const minor = (rdev & 0xff) | ((rdev >>> 12) & ~0xff);
@@ -120,10 +122,13 @@ export class FileDevice implements BlockDevice {
   size: number;
   private fd: number;
   private readonly gate = new SyncGate();
+  /** Ends this process's exclusive claim on the file or device (device-claim.ts). */
+  private readonly releaseClaim: () => void;
 
-  private constructor(path: string, fd: number, readOnly: boolean) {
+  private constructor(path: string, fd: number, readOnly: boolean, releaseClaim: () => void) {
     this.path = path;
     this.fd = fd;
+    this.releaseClaim = releaseClaim;
     this.readOnly = readOnly;
     const geo = probeGeometry(fd);
     this.size = geo.size;
@@ -132,17 +137,21 @@ export class FileDevice implements BlockDevice {
     this.caps = { flush: !readOnly, fua: !readOnly, trim: !readOnly, zero: !readOnly, fastZero: !readOnly };
   }
 
-  /** Open synchronously (startup path); errors are Node system errors with a code. */
+  /**
+   * Open synchronously (startup path), claimed exclusively (device-claim.ts); errors are Node
+   * system errors with a code, or DeviceInUseError when another program holds it.
+   */
   static open(path: string, opts: FileDeviceOptions = {}): FileDevice {
     const readOnly = opts.readOnly ?? false;
     let flags = readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR;
     if (opts.createSize !== undefined) flags |= fs.constants.O_CREAT | fs.constants.O_EXCL;
-    const fd = fs.openSync(path, flags, 0o600);
+    const { fd, release } = openClaimed(path, flags, 0o600);
     try {
       if (opts.createSize !== undefined) fs.ftruncateSync(fd, opts.createSize);
-      return new FileDevice(path, fd, readOnly);
+      return new FileDevice(path, fd, readOnly, release);
     } catch (err) {
       fs.closeSync(fd);
+      release();
       throw err;
     }
   }
@@ -153,8 +162,28 @@ export class FileDevice implements BlockDevice {
     return this.size;
   }
 
+  /**
+   * Grow a regular file to `size` bytes (never shrinks; a block device is grown by its owner, not
+   * here). The new space reads as zeroes and is allocated only when written (sparse).
+   */
+  grow(size: number): number {
+    this.checkWritable();
+    if (this.isBlockDevice) throw new BlockError('ENOTSUP', `${this.path} is a block device: grow it with its own tools (lvextend, ...)`);
+    if (size > this.refreshSize()) {
+      fs.ftruncateSync(this.fd, size);
+      this.refreshSize();
+    }
+    return this.size;
+  }
+
+  /**
+   * An I/O past the cached size re-reads the size once before it is refused: the file or device
+   * may have been grown underneath (the kernel reads the COW's size at every allocation, and its
+   * bios reach the grown device), so a grown COW is never refused against a stale size.
+   */
   private checkRange(length: number, offset: number): void {
-    if (offset < 0 || length < 0 || offset + length > this.size) {
+    if (offset < 0 || length < 0) throw new BlockError('EINVAL', `bad I/O range on ${this.path}: ${offset}+${length}`);
+    if (offset + length > this.size && offset + length > this.refreshSize()) {
       throw new BlockError('ENOSPC', `I/O beyond end of ${this.path}: ${offset}+${length} > ${this.size}`);
     }
   }
@@ -231,6 +260,10 @@ export class FileDevice implements BlockDevice {
     if (this.fd < 0) return;
     const fd = this.fd;
     this.fd = -1;
-    await new Promise<void>((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+    try {
+      await new Promise<void>((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+    } finally {
+      this.releaseClaim();
+    }
   }
 }

@@ -30,10 +30,16 @@ export interface SnapshotRow {
   createdAt: string;
   /** Why the snapshot lost its point in time (it missed origin writes); null while intact. */
   failure: string | null;
+  /** The snapshot's length: the origin's size when it was taken (null only in rows older than that record). */
+  sizeBytes: number | null;
+  /** Grow the COW by autoextendPercent when Data% reaches this (1-100; 100 = never); null: the daemon's default. */
+  autoextendThreshold: number | null;
+  autoextendPercent: number | null;
 }
 
 export type NewOrigin = Pick<OriginRow, 'name' | 'path' | 'sizeBytes'>;
-export type NewSnapshot = Pick<SnapshotRow, 'name' | 'origin' | 'cowPath' | 'kind' | 'chunkSectors' | 'cowCreated'>;
+export type NewSnapshot = Pick<SnapshotRow, 'name' | 'origin' | 'cowPath' | 'kind' | 'chunkSectors' | 'cowCreated'> &
+  Partial<Pick<SnapshotRow, 'sizeBytes' | 'autoextendThreshold' | 'autoextendPercent'>>;
 
 /** A name or path clash (also raised by the schema's triggers and UNIQUE constraints). */
 export class CatalogConflictError extends Error {
@@ -45,7 +51,8 @@ export class CatalogConflictError extends Error {
 
 const ORIGIN_COLUMNS = 'name, path, size_bytes AS sizeBytes, state, created_at AS createdAt';
 const SNAPSHOT_COLUMNS =
-  'name, origin, cow_path AS cowPath, kind, chunk_sectors AS chunkSectors, cow_created AS cowCreated, state, created_at AS createdAt, failure';
+  'name, origin, cow_path AS cowPath, kind, chunk_sectors AS chunkSectors, cow_created AS cowCreated, state, created_at AS createdAt, failure, size_bytes AS sizeBytes, ' +
+  'autoextend_threshold AS autoextendThreshold, autoextend_percent AS autoextendPercent';
 
 interface RawSnapshot extends Omit<SnapshotRow, 'cowCreated'> {
   cowCreated: number;
@@ -85,11 +92,13 @@ export class Catalog {
       snapshotsOf: db.prepare(`SELECT ${SNAPSHOT_COLUMNS} FROM snapshots WHERE origin = ? ORDER BY created_at, name`),
       snapshot: db.prepare(`SELECT ${SNAPSHOT_COLUMNS} FROM snapshots WHERE name = ?`),
       insertSnapshot: db.prepare(
-        `INSERT INTO snapshots (name, origin, cow_path, kind, chunk_sectors, cow_created, state, created_at)
-         VALUES (@name, @origin, @cowPath, @kind, @chunkSectors, @cowCreated, 'creating', @createdAt)`,
+        `INSERT INTO snapshots (name, origin, cow_path, kind, chunk_sectors, cow_created, state, created_at, size_bytes, autoextend_threshold, autoextend_percent)
+         VALUES (@name, @origin, @cowPath, @kind, @chunkSectors, @cowCreated, 'creating', @createdAt, @sizeBytes, @autoextendThreshold, @autoextendPercent)`,
       ),
       snapshotState: db.prepare('UPDATE snapshots SET state = ? WHERE name = ?'),
       snapshotChunk: db.prepare('UPDATE snapshots SET chunk_sectors = ? WHERE name = ?'),
+      snapshotSize: db.prepare('UPDATE snapshots SET size_bytes = ? WHERE name = ?'),
+      snapshotAutoextend: db.prepare('UPDATE snapshots SET autoextend_threshold = ?, autoextend_percent = ? WHERE name = ?'),
       snapshotFailure: db.prepare('UPDATE snapshots SET failure = ? WHERE name = ? AND failure IS NULL'),
       deleteSnapshot: db.prepare('DELETE FROM snapshots WHERE name = ?'),
       nameOwner: db.prepare(
@@ -139,7 +148,14 @@ export class Catalog {
 
   /** Insert a snapshot in state 'creating' (not served until setSnapshotState(name, 'ready')). */
   beginSnapshot(snapshot: NewSnapshot): SnapshotRow {
-    const row = { ...snapshot, cowCreated: snapshot.cowCreated ? 1 : 0, createdAt: new Date().toISOString() };
+    const row = {
+      sizeBytes: null,
+      autoextendThreshold: null,
+      autoextendPercent: null,
+      ...snapshot,
+      cowCreated: snapshot.cowCreated ? 1 : 0,
+      createdAt: new Date().toISOString(),
+    };
     this.guardConflict(() => this.stmt.insertSnapshot.run(row));
     return this.getSnapshot(snapshot.name)!;
   }
@@ -150,6 +166,16 @@ export class Catalog {
       if (chunkSectors !== undefined) this.stmt.snapshotChunk.run(chunkSectors, name);
       this.stmt.snapshotState.run(state, name);
     })();
+  }
+
+  /** Record a snapshot's length (rows made before lengths were recorded get it at the next start). */
+  setSnapshotSize(name: string, sizeBytes: number): void {
+    this.stmt.snapshotSize.run(sizeBytes, name);
+  }
+
+  /** Set a snapshot's auto-extend policy (null: the daemon's default). */
+  setSnapshotAutoextend(name: string, threshold: number | null, percent: number | null): void {
+    this.stmt.snapshotAutoextend.run(threshold, percent, name);
   }
 
   /** Record, for good, that a snapshot missed origin writes (the first reason is kept). */

@@ -39,6 +39,13 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE snapshots ADD COLUMN failure TEXT;
   `,
+  // 3: a snapshot's length (the origin's size when it was taken; NULL for rows made before this
+  // version, filled in at the next start), and its auto-extend policy (NULL: the daemon's default).
+  `
+  ALTER TABLE snapshots ADD COLUMN size_bytes INTEGER CHECK (size_bytes IS NULL OR size_bytes >= 0);
+  ALTER TABLE snapshots ADD COLUMN autoextend_threshold INTEGER CHECK (autoextend_threshold IS NULL OR autoextend_threshold BETWEEN 1 AND 100);
+  ALTER TABLE snapshots ADD COLUMN autoextend_percent INTEGER CHECK (autoextend_percent IS NULL OR autoextend_percent > 0);
+  `,
 ];
 
 /** Apply every migration newer than the database's user_version. Returns the final version. */

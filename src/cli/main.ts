@@ -10,6 +10,7 @@ import { register as registerOriginList } from './commands/origin-list.ts';
 import { register as registerSnapshotCreate } from './commands/snapshot-create.ts';
 import { register as registerSnapshotRemove } from './commands/snapshot-remove.ts';
 import { register as registerSnapshotList } from './commands/snapshot-list.ts';
+import { register as registerSnapshotResize } from './commands/snapshot-resize.ts';
 import { register as registerStatus } from './commands/status.ts';
 import { register as registerTable } from './commands/table.ts';
 import { register as registerAttach } from './commands/attach.ts';
@@ -35,8 +36,8 @@ export function buildProgram(): Command {
   registerDaemon(program);
   const origin = program.command('origin').description('add, remove and list origins');
   for (const register of [registerOriginAdd, registerOriginRemove, registerOriginList]) register(origin);
-  const snapshot = program.command('snapshot').description('create, remove and list snapshots');
-  for (const register of [registerSnapshotCreate, registerSnapshotRemove, registerSnapshotList]) register(snapshot);
+  const snapshot = program.command('snapshot').description('create, remove, list and resize snapshots');
+  for (const register of [registerSnapshotCreate, registerSnapshotRemove, registerSnapshotList, registerSnapshotResize]) register(snapshot);
   for (const register of [registerStatus, registerTable, registerAttach, registerDetach]) register(program);
   return program;
 }

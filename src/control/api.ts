@@ -21,7 +21,12 @@ export interface RequestMap {
     sizeBytes?: number;
     kind?: SnapshotKind;
     chunkSectors?: number;
+    /** Auto-extend (only with sizeBytes): Data% that triggers growth (100 = off), growth in percent. */
+    autoextendThreshold?: number;
+    autoextendPercent?: number;
   };
+  /** Grow the COW to sizeBytes, or by growBytes (exactly one). */
+  'snapshot.resize': { name: string; sizeBytes?: number; growBytes?: number };
   'snapshot.remove': { name: string; force?: boolean };
   'snapshot.list': { origin?: string };
   'status': { name?: string };
@@ -65,9 +70,11 @@ export interface SnapshotInfo {
   cowCreated: boolean;
   kind: SnapshotKind;
   chunkSectors: number;
-  /** The snapshot's size: the origin's size. */
+  /** The snapshot's length: the origin's size when it was taken. */
   sizeBytes: number;
   cowSizeBytes: number | null;
+  /** The auto-extend policy in force (null: off, or an external COW), and how often the COW grew since the daemon started. */
+  autoextend: { threshold: number; percent: number; extensions: number } | null;
   /** Like lvs Snap%: allocated/total, 0 when only metadata is allocated; null when unknown. */
   dataPercent: number | null;
   allocatedSectors: number | null;
@@ -104,6 +111,7 @@ export interface ResultMap {
   'origin.list': OriginInfo[];
   'snapshot.create': SnapshotInfo;
   'snapshot.remove': { removed: string[] };
+  'snapshot.resize': SnapshotInfo;
   'snapshot.list': SnapshotInfo[];
   'status': StatusLine[];
   'table': TableLine[];

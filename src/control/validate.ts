@@ -3,6 +3,7 @@
 // INVALID/BAD_REQUEST before any handler runs, so handlers can trust their input (checks that
 // need the file system or the devices, such as existence and block sizes, are the daemon's).
 import path from 'node:path';
+import { autoextendProblem } from '../common/autoextend.ts';
 import { MAX_CHUNK_SECTORS } from '../common/chunk-sectors.ts';
 import { SECTOR_BYTES } from '../common/sectors.ts';
 import { isSnapshotKind } from '../common/snapshot-kind.ts';
@@ -15,7 +16,14 @@ export const MAX_PATH_LENGTH = 4095;
 type Check = (value: unknown, field: string) => unknown;
 
 /** How fields are named in messages (the CLI's words, not the wire names). */
-const LABELS: Record<string, string> = { chunkSectors: 'chunk size', sizeBytes: 'size', kind: 'store type' };
+const LABELS: Record<string, string> = {
+  chunkSectors: 'chunk size',
+  sizeBytes: 'size',
+  growBytes: 'size',
+  kind: 'store type',
+  autoextendThreshold: 'autoextend threshold',
+  autoextendPercent: 'autoextend percent',
+};
 
 function invalid(field: string, message: string): never {
   throw new ControlError('INVALID', `${LABELS[field] ?? field}: ${message}`);
@@ -53,6 +61,16 @@ export const checks = {
     if (!isSnapshotKind(value)) invalid(field, `must be P, PO or N, not ${JSON.stringify(value)}`);
     return value;
   },
+  autoextendThreshold(value, field) {
+    const problem = autoextendProblem('threshold', value);
+    if (problem) invalid(field, problem);
+    return value;
+  },
+  autoextendPercent(value, field) {
+    const problem = autoextendProblem('percent', value);
+    if (problem) invalid(field, problem);
+    return value;
+  },
   boolean(value, field) {
     if (typeof value !== 'boolean') invalid(field, `must be true or false, not ${JSON.stringify(value)}`);
     return value;
@@ -85,10 +103,23 @@ export const REQUEST_SPECS: Record<Op, OpSpec> = {
       sizeBytes: opt(checks.sizeBytes),
       kind: opt(checks.kind),
       chunkSectors: opt(checks.chunkSectors),
+      autoextendThreshold: opt(checks.autoextendThreshold),
+      autoextendPercent: opt(checks.autoextendPercent),
     },
     refine(r) {
       if ((r.cow === undefined) === (r.sizeBytes === undefined)) {
         throw new ControlError('INVALID', 'give exactly one of cow (an existing file or device) and size (a new COW file)');
+      }
+      if (r.cow !== undefined && (r.autoextendThreshold !== undefined || r.autoextendPercent !== undefined)) {
+        throw new ControlError('INVALID', 'auto-extend grows only a COW file nbdsnap creates (size); an external cow is resized by its owner');
+      }
+    },
+  },
+  'snapshot.resize': {
+    fields: { name: req(checks.name), sizeBytes: opt(checks.sizeBytes), growBytes: opt(checks.sizeBytes) },
+    refine(r) {
+      if ((r.sizeBytes === undefined) === (r.growBytes === undefined)) {
+        throw new ControlError('INVALID', 'give exactly one of size (the new COW size) and grow (bytes to add)');
       }
     },
   },

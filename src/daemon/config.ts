@@ -3,6 +3,7 @@
 // variables, command-line flags. Defaults need neither root nor a config file.
 import fs from 'node:fs';
 import path from 'node:path';
+import { DEFAULT_AUTOEXTEND_PERCENT, DEFAULT_AUTOEXTEND_THRESHOLD, autoextendProblem, type AutoextendSetting } from '../common/autoextend.ts';
 import { CONTROL_SOCKET_NAME, NBD_SOCKET_NAME, defaultDataDir, type Env } from '../control/defaults.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -15,6 +16,9 @@ export interface DaemonConfig {
   /** Optional NBD TCP listener (off unless asked; a bare port binds 127.0.0.1). */
   listen: { host: string; port: number } | null;
   logLevel: string;
+  /** Defaults for snapshots created with --size that do not set their own (100: off). */
+  autoextendThreshold: number;
+  autoextendPercent: number;
 }
 
 /** The settable keys, as flags (camelCase), config-file keys and NBDSNAP_* variables. */
@@ -24,6 +28,8 @@ export interface RawConfig {
   control?: string;
   listen?: string;
   logLevel?: string;
+  autoextendThreshold?: string;
+  autoextendPercent?: string;
 }
 
 const ENV_NAMES: Record<keyof RawConfig, string> = {
@@ -32,7 +38,22 @@ const ENV_NAMES: Record<keyof RawConfig, string> = {
   control: 'NBDSNAP_CONTROL',
   listen: 'NBDSNAP_LISTEN',
   logLevel: 'NBDSNAP_LOG_LEVEL',
+  autoextendThreshold: 'NBDSNAP_AUTOEXTEND_THRESHOLD',
+  autoextendPercent: 'NBDSNAP_AUTOEXTEND_PERCENT',
 };
+
+/** Keys whose value is not a path (paths in a config file are relative to the file). */
+const NOT_PATHS = new Set<string>(['listen', 'logLevel', 'autoextendThreshold', 'autoextendPercent']);
+/** Keys a config file may give as JSON numbers. */
+const NUMBERS = new Set<string>(['autoextendThreshold', 'autoextendPercent']);
+
+function parseAutoextend(setting: AutoextendSetting, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const value = /^\s*\d+\s*$/.test(text) ? Number(text) : text;
+  const problem = autoextendProblem(setting, value);
+  if (problem) throw new ConfigError(`autoextend ${setting}: ${problem}`);
+  return value as number;
+}
 
 export class ConfigError extends Error {
   constructor(message: string, options?: ErrorOptions) {
@@ -60,9 +81,13 @@ function readConfigFile(file: string): RawConfig {
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(parsed)) {
     if (!Object.hasOwn(ENV_NAMES, key)) throw new ConfigError(`config file ${file}: unknown key ${JSON.stringify(key)} (known: ${Object.keys(ENV_NAMES).join(', ')})`);
-    if (typeof value !== 'string') throw new ConfigError(`config file ${file}: ${key} must be a string`);
+    if (typeof value === 'number' && NUMBERS.has(key)) {
+      out[key] = String(value);
+      continue;
+    }
+    if (typeof value !== 'string') throw new ConfigError(`config file ${file}: ${key} must be a string${NUMBERS.has(key) ? ' or a number' : ''}`);
     // Paths in the file are relative to the file, not to wherever the daemon was started.
-    out[key] = key === 'listen' || key === 'logLevel' ? value : path.resolve(path.dirname(file), value);
+    out[key] = NOT_PATHS.has(key) ? value : path.resolve(path.dirname(file), value);
   }
   return out;
 }
@@ -90,5 +115,7 @@ export function resolveConfig(flags: RawConfig & { config?: string }, env: Env =
     controlSocket: path.resolve(merged.control ?? path.join(dataDir, CONTROL_SOCKET_NAME)),
     listen: merged.listen ? parseListen(merged.listen) : null,
     logLevel,
+    autoextendThreshold: parseAutoextend('threshold', merged.autoextendThreshold, DEFAULT_AUTOEXTEND_THRESHOLD),
+    autoextendPercent: parseAutoextend('percent', merged.autoextendPercent, DEFAULT_AUTOEXTEND_PERCENT),
   };
 }

@@ -4,6 +4,7 @@
 import { errorText } from '../common/error-text.ts';
 import { ControlError } from '../control/api.ts';
 import { isBlockError } from '../block/errors.ts';
+import { DeviceInUseError } from '../block/device-claim.ts';
 import { CorruptStoreError, StoreConfigError } from '../store/open-store.ts';
 import type { DaemonContext } from './context.ts';
 import { pathIdentity, type CheckedPath } from './paths.ts';
@@ -29,6 +30,7 @@ export function ensurePathFree(ctx: DaemonContext, checked: CheckedPath, field: 
 /** Map an error from opening a device or store to a ControlError the user can act on. */
 export function toControlError(err: unknown, what: string): ControlError {
   if (err instanceof ControlError) return err;
+  if (err instanceof DeviceInUseError) return new ControlError('BUSY', `${what}: ${err.message}`, { cause: err });
   if (err instanceof StoreConfigError) return new ControlError('INVALID', `${what}: ${err.message}`, { cause: err });
   if (err instanceof CorruptStoreError) return new ControlError('INVALID', `${what}: not a usable COW store: ${err.message}`, { cause: err });
   if (isBlockError(err)) return new ControlError('INVALID', `${what}: ${err.errno}: ${err.message}`, { cause: err });

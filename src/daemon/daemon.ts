@@ -19,6 +19,7 @@ import { ExportLifecycle } from './lifecycle.ts';
 import { repairCatalog } from './repair.ts';
 import { restoreAll } from './restore.ts';
 import { makeDirs } from './paths.ts';
+import { lockDataDir, type DataDirLock } from './data-dir-lock.ts';
 
 export const CATALOG_FILE = 'catalog.db';
 
@@ -32,11 +33,13 @@ export class Daemon {
   private readonly ctx: DaemonContext;
   private readonly nbd: NbdServer;
   private readonly control: ControlServer;
+  private readonly lock: DataDirLock;
   private stopping: Promise<void> | undefined;
 
-  private constructor(ctx: DaemonContext, nbd: NbdServer, tcp: DaemonInfo['tcp']) {
+  private constructor(ctx: DaemonContext, nbd: NbdServer, tcp: DaemonInfo['tcp'], lock: DataDirLock) {
     this.ctx = ctx;
     this.nbd = nbd;
+    this.lock = lock;
     const { config } = ctx;
     this.info = { version: packageVersion(), pid: process.pid, dataDir: config.dataDir, controlSocket: config.controlSocket, nbdSocket: config.nbdSocket, tcp };
     this.control = new ControlServer({ handlers: createHandlers(ctx, () => this.info), logger: ctx.log.child({ module: 'control' }) });
@@ -45,10 +48,18 @@ export class Daemon {
   /** Start everything; resolves once every export is served and the control socket listens. */
   static async start(config: DaemonConfig, log: Logger): Promise<Daemon> {
     makeDirs(config.dataDir, 0o700);
-    // Refuse early, before touching the catalog, if another daemon owns these sockets.
-    await clearStaleSocket(config.controlSocket);
-    await clearStaleSocket(config.nbdSocket);
-    const catalog = new Catalog(path.join(config.dataDir, CATALOG_FILE));
+    // One daemon per data dir: refused here, before anything in it is read or changed.
+    const lock = lockDataDir(config.dataDir);
+    let catalog: Catalog;
+    try {
+      // Refuse early, before touching the catalog, if another daemon owns these sockets.
+      await clearStaleSocket(config.controlSocket);
+      await clearStaleSocket(config.nbdSocket);
+      catalog = new Catalog(path.join(config.dataDir, CATALOG_FILE));
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
     const bufferPool = new BufferPool(DEFAULT_POOL_BYTES); // shared by NBD requests and snapshot copy-outs
     const exports = new ExportLifecycle({ bufferPool });
     const nbd = new NbdServer({ exports, bufferPool, logger: log.child({ module: 'nbd' }) });
@@ -57,13 +68,13 @@ export class Daemon {
     let daemon: Daemon | undefined;
     try {
       repairCatalog(catalog, log);
-      await restoreAll(catalog, exports, log);
+      await restoreAll(ctx);
       await nbd.listenUnix(config.nbdSocket);
       const tcp = config.listen ? await nbd.listenTcp(config.listen.host, config.listen.port) : null;
-      daemon = new Daemon(ctx, nbd, tcp);
+      daemon = new Daemon(ctx, nbd, tcp, lock);
       await daemon.control.listen(config.controlSocket);
     } catch (err) {
-      await (daemon ?? new Daemon(ctx, nbd, null)).stop();
+      await (daemon ?? new Daemon(ctx, nbd, null, lock)).stop();
       throw err;
     }
     const served = exports.list().length;
@@ -91,6 +102,7 @@ export class Daemon {
     await ctx.exports.closeAll(ctx.log).catch((err: unknown) => (failed = err));
     ctx.catalog.close();
     fs.rmSync(ctx.config.nbdSocket, { force: true });
+    this.lock.release(); // last: a next daemon finds nothing of ours left to race with
     if (failed) throw failed;
     ctx.log.info('stopped');
   }

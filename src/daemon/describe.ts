@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import { SECTOR_BYTES } from '../common/sectors.ts';
 import type { OriginInfo, SnapshotInfo, StatusLine, TableLine } from '../control/api.ts';
+import { AutoExtendingStore } from '../store/auto-extend.ts';
 import type { OriginEntry, SnapshotEntry } from './lifecycle.ts';
 
 export type ConnectionCount = (name: string) => number;
@@ -38,7 +39,19 @@ function dataPercent(allocated: number, total: number, metadata: number): number
   return Math.round((allocated / total) * 10000) / 100;
 }
 
+/** The snapshot's length: recorded when it was taken (older rows: the origin's size). */
+function snapshotSize(origin: OriginEntry, snap: SnapshotEntry): number {
+  return snap.target?.size ?? snap.row.sizeBytes ?? originSize(origin);
+}
+
+function autoextendInfo(snap: SnapshotEntry): SnapshotInfo['autoextend'] {
+  const store = snap.target?.store;
+  if (!(store instanceof AutoExtendingStore)) return null;
+  return { ...store.policy, extensions: store.extensions };
+}
+
 export function describeSnapshot(origin: OriginEntry, snap: SnapshotEntry, connections: ConnectionCount): SnapshotInfo {
+  snap.target?.refreshCowSize(); // a COW grown underneath shows its new size and Data% at once
   const store = snap.target?.store;
   const usage = store?.usage();
   const state = !store ? 'failed' : store.state === 'valid' ? 'active' : store.state;
@@ -49,8 +62,9 @@ export function describeSnapshot(origin: OriginEntry, snap: SnapshotEntry, conne
     cowCreated: snap.row.cowCreated,
     kind: snap.row.kind,
     chunkSectors: store?.chunkSectors ?? snap.row.chunkSectors,
-    sizeBytes: snap.target?.size ?? originSize(origin),
+    sizeBytes: snapshotSize(origin, snap),
     cowSizeBytes: store ? store.cow.size : fileSize(snap.row.cowPath),
+    autoextend: autoextendInfo(snap),
     dataPercent: usage && store?.state === 'valid' ? dataPercent(usage.allocatedSectors, usage.totalSectors, usage.metadataSectors) : null,
     allocatedSectors: usage?.allocatedSectors ?? null,
     totalSectors: usage?.totalSectors ?? null,
@@ -67,7 +81,7 @@ export function originStatus(origin: OriginEntry): StatusLine {
 }
 
 export function snapshotStatus(origin: OriginEntry, snap: SnapshotEntry): StatusLine {
-  const sectors = Math.floor((snap.target?.size ?? originSize(origin)) / SECTOR_BYTES);
+  const sectors = Math.floor(snapshotSize(origin, snap) / SECTOR_BYTES);
   return { name: snap.row.name, start: 0, sectors, target: 'snapshot', info: snap.target ? snap.target.status() : 'Failed' };
 }
 

@@ -7,6 +7,7 @@ import { describeOrigin, describeSnapshot, originStatus, originTable, snapshotSt
 import { addOrigin, removeOrigin } from './origin-ops.ts';
 import type { OriginEntry, SnapshotEntry } from './lifecycle.ts';
 import { createSnapshot, removeSnapshot } from './snapshot-ops.ts';
+import { resizeSnapshot } from './snapshot-resize.ts';
 
 /** Runs tasks one at a time, in arrival order. */
 export function createLock(): <T>(task: () => Promise<T> | T) => Promise<T> {
@@ -43,6 +44,11 @@ export function createHandlers(ctx: DaemonContext, info: () => DaemonInfo): Hand
         return describeSnapshot(ctx.exports.origins.get(r.origin)!, entry, conns);
       }),
     'snapshot.remove': (r) => exclusive(async () => ({ removed: await removeSnapshot(ctx, r.name, r.force ?? false) })),
+    'snapshot.resize': (r) =>
+      exclusive(() => {
+        const { origin, snapshot } = resizeSnapshot(ctx, r);
+        return describeSnapshot(origin, snapshot, conns);
+      }),
     'snapshot.list': async (r) => {
       if (r.origin !== undefined && !ctx.exports.origins.has(r.origin)) throw new ControlError('NOT_FOUND', `no origin named ${r.origin}`);
       return ctx.exports.snapshots().filter(({ origin }) => r.origin === undefined || origin.row.name === r.origin).map(({ origin, snapshot }) => describeSnapshot(origin, snapshot, conns));

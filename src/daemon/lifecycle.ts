@@ -17,6 +17,7 @@ import type { FileDevice } from '../block/file-device.ts';
 import type { OriginRow, SnapshotRow } from '../catalog/catalog.ts';
 import type { Logger } from '../log.ts';
 import type { ExportProvider, NbdExport } from '../nbd/exports.ts';
+import { AutoExtendingStore, type AutoExtendPolicy } from '../store/auto-extend.ts';
 import { openStore, validateChunkSize } from '../store/open-store.ts';
 import { SnapshotOrigin } from '../targets/snapshot-origin.ts';
 import type { Snapshot } from '../targets/snapshot.ts';
@@ -57,6 +58,8 @@ export interface AttachOptions {
   chunkSectors: number;
   /** Called after each step, in order. Must not throw (create's crash-injection points kill the process). */
   checkpoint?: (step: AttachStep) => void;
+  /** Grow the COW file before it fills (only for a COW file the daemon created). */
+  autoextend?: AutoExtendPolicy;
 }
 
 /** Closes what was opened if `body` throws, then rethrows. */
@@ -74,6 +77,8 @@ export class ExportLifecycle implements ExportProvider {
   private readonly served = new Map<string, NbdExport>();
   private clients: ExportConnections = { connectionCount: () => 0, disconnectExport: async () => undefined };
   private readonly bufferPool: BufferPool | undefined;
+  /** The COW device of each attached snapshot (resizeCow grows it). */
+  private readonly cows = new WeakMap<SnapshotEntry, FileDevice>();
 
   /** `bufferPool`: where snapshots take their copy-out buffers (the NBD server's, in the daemon). */
   constructor(opts: { bufferPool?: BufferPool } = {}) {
@@ -167,12 +172,14 @@ export class ExportLifecycle implements ExportProvider {
           async () => {
             validateChunkSize(store.chunkSectors, originTarget.blockSize, cow.blockSize);
             opts.checkpoint?.('store');
-            return originTarget.createSnapshot(store, { logger: log });
+            const used = opts.autoextend ? new AutoExtendingStore(store, opts.autoextend, (size) => cow.grow(size), log) : store;
+            return originTarget.createSnapshot(used, { logger: log, size: row.sizeBytes ?? undefined });
           },
         );
       },
     );
     const entry: SnapshotEntry = { row, target, error: null, log, state: 'opening' };
+    this.cows.set(entry, cow);
     origin.snapshots.set(row.name, entry);
     opts.checkpoint?.('activate');
     return entry;
@@ -210,6 +217,16 @@ export class ExportLifecycle implements ExportProvider {
     const target = snap.target;
     snap.target = null;
     if (target) await origin.target!.removeSnapshot(target);
+  }
+
+  /**
+   * Grow an attached snapshot's COW file to `size` bytes (snapshot resize); the store uses the
+   * room at its next allocation. Returns the new size. Block devices are grown by their owner.
+   */
+  resizeCow(snap: SnapshotEntry, size: number): number {
+    const cow = this.cows.get(snap);
+    if (!cow || !snap.target || snap.state === 'removing') throw new Error(`lifecycle: snapshot ${snap.row.name} is ${snap.state}, cannot resize its COW`);
+    return cow.grow(size);
   }
 
   /** Drop a detached snapshot (its catalog row is deleted). */

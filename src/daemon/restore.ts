@@ -1,11 +1,15 @@
 // Startup restore: open every origin in the catalog and attach all of its snapshots before the
-// origin is served (the lifecycle refuses otherwise). A snapshot whose COW is missing or corrupt,
+// origin is served (the lifecycle refuses otherwise). Each snapshot keeps the length it was taken
+// with: an origin grown since is served with its snapshots unchanged, one shrunk below a snapshot
+// is failed. A snapshot whose COW is missing or corrupt,
 // or an origin that cannot be opened, is kept as failed with the reason; the rest start normally.
 import { FileDevice } from '../block/file-device.ts';
 import { errorText } from '../common/error-text.ts';
-import type { Catalog, OriginRow, SnapshotRow } from '../catalog/catalog.ts';
+import type { OriginRow, SnapshotRow } from '../catalog/catalog.ts';
 import type { Logger } from '../log.ts';
-import type { ExportLifecycle, OriginEntry } from './lifecycle.ts';
+import { autoextendPolicy } from './autoextend-policy.ts';
+import type { DaemonContext } from './context.ts';
+import type { OriginEntry } from './lifecycle.ts';
 
 /** Why a snapshot in the catalog must not be started, or null. */
 function refusal(origin: OriginEntry, row: SnapshotRow, log: Logger): string | null {
@@ -20,14 +24,18 @@ function refusal(origin: OriginEntry, row: SnapshotRow, log: Logger): string | n
   return null;
 }
 
-async function restoreSnapshot(exports: ExportLifecycle, catalog: Catalog, origin: OriginEntry, row: SnapshotRow, log: Logger): Promise<void> {
+async function restoreSnapshot(ctx: DaemonContext, origin: OriginEntry, row: SnapshotRow, log: Logger): Promise<void> {
+  const { exports, catalog, config } = ctx;
   const refused = refusal(origin, row, log);
   if (refused) {
     exports.addFailedSnapshot(origin, row, refused, log);
     return;
   }
   try {
-    const snap = await exports.attachSnapshot(origin, row, FileDevice.open(row.cowPath), log, { chunkSectors: row.chunkSectors });
+    const snap = await exports.attachSnapshot(origin, row, FileDevice.open(row.cowPath), log, {
+      chunkSectors: row.chunkSectors,
+      autoextend: autoextendPolicy(config, row),
+    });
     exports.serveSnapshot(origin, snap);
   } catch (err) {
     const error = errorText(err);
@@ -39,7 +47,20 @@ async function restoreSnapshot(exports: ExportLifecycle, catalog: Catalog, origi
   }
 }
 
-function openOrigin(exports: ExportLifecycle, catalog: Catalog, row: OriginRow, log: Logger): OriginEntry {
+/**
+ * Why an origin must not be served with its snapshots: it is shorter than one of them (shrunk
+ * offline; LVM refuses to reduce an origin with snapshots). Serving it would lose access to the
+ * snapshot's preserved chunks past the new end. Growing the origin back makes it usable again.
+ */
+function shrankBelow(size: number, snapshots: SnapshotRow[]): string | null {
+  const longer = snapshots.filter((s) => s.sizeBytes !== null && s.sizeBytes > size);
+  if (longer.length === 0) return null;
+  const list = longer.map((s) => `${s.name} (${s.sizeBytes} bytes)`).join(', ');
+  return `the origin is ${size} bytes, shorter than its snapshot(s) ${list}: it shrank since they were taken; grow it back to serve it`;
+}
+
+function openOrigin(ctx: DaemonContext, row: OriginRow, snapshots: SnapshotRow[], log: Logger): OriginEntry {
+  const { exports, catalog } = ctx;
   let device: FileDevice | undefined;
   try {
     device = FileDevice.open(row.path);
@@ -48,6 +69,8 @@ function openOrigin(exports: ExportLifecycle, catalog: Catalog, row: OriginRow, 
       catalog.setOriginSize(row.name, device.size);
       row = { ...row, sizeBytes: device.size };
     }
+    const shrank = shrankBelow(device.size, snapshots);
+    if (shrank) throw new Error(shrank);
   } catch (err) {
     void device?.close();
     log.error({ err, path: row.path }, 'origin failed to start');
@@ -56,13 +79,27 @@ function openOrigin(exports: ExportLifecycle, catalog: Catalog, row: OriginRow, 
   return exports.addOrigin(row, device, log);
 }
 
+/**
+ * Snapshot rows made before lengths were recorded get one now: the origin's size, the best
+ * knowledge there is (the origin cannot have changed while the daemon held it).
+ */
+function recordLengths(ctx: DaemonContext, origin: OriginEntry, snapshots: SnapshotRow[]): SnapshotRow[] {
+  if (!origin.target) return snapshots;
+  return snapshots.map((row) => {
+    if (row.sizeBytes !== null) return row;
+    ctx.catalog.setSnapshotSize(row.name, origin.row.sizeBytes);
+    return { ...row, sizeBytes: origin.row.sizeBytes };
+  });
+}
+
 /** Open every export in the catalog (after repairCatalog) and serve what opened. */
-export async function restoreAll(catalog: Catalog, exports: ExportLifecycle, log: Logger): Promise<void> {
-  for (const row of catalog.listOrigins()) {
-    const origin = openOrigin(exports, catalog, row, log.child({ export: row.name }));
-    for (const snapRow of catalog.listSnapshots(row.name)) {
-      await restoreSnapshot(exports, catalog, origin, snapRow, log.child({ export: snapRow.name }));
+export async function restoreAll(ctx: DaemonContext): Promise<void> {
+  for (const row of ctx.catalog.listOrigins()) {
+    const snapshots = ctx.catalog.listSnapshots(row.name);
+    const origin = openOrigin(ctx, row, snapshots, ctx.log.child({ export: row.name }));
+    for (const snapRow of recordLengths(ctx, origin, snapshots)) {
+      await restoreSnapshot(ctx, origin, snapRow, ctx.log.child({ export: snapRow.name }));
     }
-    if (origin.target) exports.serveOrigin(origin);
+    if (origin.target) ctx.exports.serveOrigin(origin);
   }
 }

@@ -15,6 +15,7 @@ import { ControlError, type RequestMap } from '../control/api.ts';
 import type { SnapshotRow } from '../catalog/catalog.ts';
 import type { DaemonContext } from './context.ts';
 import { ensureNameFree, ensurePathFree, toControlError } from './conflicts.ts';
+import { autoextendPolicy } from './autoextend-policy.ts';
 import { faultPoint } from './faults.ts';
 import { checkUserPath, makeDirs, pathIdentity } from './paths.ts';
 import type { OriginEntry, SnapshotEntry } from './lifecycle.ts';
@@ -56,7 +57,17 @@ export async function createSnapshot(ctx: DaemonContext, req: CreateRequest): Pr
   const { cowPath, created } = planCow(ctx, origin, req);
   const kind = req.kind ?? DEFAULT_SNAPSHOT_KIND;
   const chunkSectors = req.chunkSectors ?? DEFAULT_CHUNK_SECTORS;
-  const row = ctx.catalog.beginSnapshot({ name: req.name, origin: origin.row.name, cowPath, kind, chunkSectors, cowCreated: created });
+  const row = ctx.catalog.beginSnapshot({
+    name: req.name,
+    origin: origin.row.name,
+    cowPath,
+    kind,
+    chunkSectors,
+    cowCreated: created,
+    sizeBytes: origin.target!.size, // the snapshot's length, for good (an origin grown later does not change it)
+    autoextendThreshold: req.autoextendThreshold ?? null,
+    autoextendPercent: req.autoextendPercent ?? null,
+  });
   faultPoint('snapshot-create:after-row');
   const log = ctx.log.child({ export: req.name });
   let cow: FileDevice | undefined;
@@ -66,6 +77,7 @@ export async function createSnapshot(ctx: DaemonContext, req: CreateRequest): Pr
     faultPoint('snapshot-create:after-cow-file');
     entry = await ctx.exports.attachSnapshot(origin, row, cow, log, {
       chunkSectors,
+      autoextend: autoextendPolicy(ctx.config, row),
       checkpoint: (step) => faultPoint(`snapshot-create:after-${step}`),
     });
     ctx.catalog.setSnapshotState(req.name, 'ready', entry.target!.store.chunkSectors);

@@ -8,6 +8,10 @@
 // this check; here a write checks every chunk it touches in every snapshot (ascending chunk order,
 // so allocation order is the kernel's) and is written whole once all of them are preserved. The
 // effect on every device is the same.
+//
+// Copies are bounded (docs/memory.md): each one goes through an OriginCopy in pieces of at most
+// COPY_PIECE_BYTES, with buffers leased from the pool, whose cap on leased bytes makes copies
+// wait, in order, once that much is being copied (the kernel throttles with cow_count).
 import { BufferPool } from '../block/buffer-pool.ts';
 import type { BlockDevice, WriteOptions, ZeroOptions } from '../block/device.ts';
 import { BlockError } from '../block/errors.ts';
@@ -20,7 +24,7 @@ import { SNAPSHOT_CAPS, writeZeroes } from './zero-write.ts';
 
 export interface SnapshotOriginOptions {
   logger?: Logger;
-  /** Copy-out buffers for its snapshots (the daemon shares the NBD server's). */
+  /** Copy-out buffers for its snapshots (the daemon shares the NBD server's); its lease cap bounds their copies. */
   bufferPool?: BufferPool;
 }
 
@@ -57,8 +61,12 @@ export class SnapshotOrigin implements BlockDevice {
    * in flight are drained and flushed, and every origin write acknowledged from now on is
    * preserved in it. Writes acknowledged before are in its image.
    */
-  async createSnapshot(store: ExceptionStore, opts: { logger?: Logger } = {}): Promise<Snapshot> {
-    const snapshot = new Snapshot(this.next, store, this.next.size, { logger: opts.logger ?? this.log, bufferPool: this.pool });
+  async createSnapshot(store: ExceptionStore, opts: { logger?: Logger; size?: number } = {}): Promise<Snapshot> {
+    // `size`: the snapshot's length, recorded when it was taken (default: the origin's size now).
+    // An origin that grew since leaves it unchanged; one shorter than it is refused.
+    const size = opts.size ?? this.next.size;
+    if (size > this.next.size) throw new BlockError('EINVAL', `the origin (${this.next.size} bytes) is shorter than the snapshot (${size} bytes)`);
+    const snapshot = new Snapshot(this.next, store, size, { logger: opts.logger ?? this.log, bufferPool: this.pool });
     const reopen = await this.gate.close();
     try {
       await this.next.flush();

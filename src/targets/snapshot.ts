@@ -13,6 +13,11 @@
 //   so the origin chunk stays untouched until the pending exception is gone.
 // - Invalid (full non-PO store, I/O error): every snapshot I/O fails with EIO, origin writes skip
 //   the snapshot. Overflow (PO full from a snapshot write): reads work, all writes fail.
+// - Memory: a copy from the origin takes its buffers as leases from the pool, whose leased bytes
+//   are capped (block/buffer-pool.ts), in pieces of at most COPY_PIECE_BYTES (origin-copy.ts), so
+//   a 1 GiB chunk or a burst of copies for many chunks and snapshots waits for room instead of
+//   allocating it. A fill holds leases only while it reads and writes; it releases them before the
+//   commit, so nothing holding a lease ever waits for one (docs/memory.md).
 import { BufferPool } from '../block/buffer-pool.ts';
 import type { BlockDevice, WriteOptions, ZeroOptions } from '../block/device.ts';
 import { BlockError, isBlockError } from '../block/errors.ts';
@@ -22,6 +27,7 @@ import { ExceptionTable } from '../store/exception-table.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { ChunkTracker } from './chunk-tracker.ts';
 import { CowRun } from './cow-run.ts';
+import { COPY_PIECE_BYTES, copyOriginRange } from './origin-copy.ts';
 import type { SharedOriginRead } from './shared-origin-read.ts';
 import { newPendingException, type PendingException } from './pending-exception.ts';
 import { SNAPSHOT_CAPS, writeZeroes } from './zero-write.ts';
@@ -69,7 +75,7 @@ export class Snapshot implements BlockDevice {
     this.blockSize = Math.max(source.blockSize, store.cow.blockSize);
     this.chunkBytes = store.chunkBytes;
     this.log = opts.logger ?? silentLogger();
-    this.pool = opts.bufferPool ?? new BufferPool(8 * store.chunkBytes);
+    this.pool = opts.bufferPool ?? new BufferPool(8 * Math.min(store.chunkBytes, COPY_PIECE_BYTES));
     this.table = new ExceptionTable(store.recordCount);
     this.table.insertAll((add) => store.load(add));
   }
@@ -81,8 +87,13 @@ export class Snapshot implements BlockDevice {
 
   /** The info field of `dmsetup status` for this snapshot (total: the COW's current size). */
   status(): string {
-    if (!this.closed) this.store.resize();
+    this.refreshCowSize();
     return this.store.status();
+  }
+
+  /** Re-read the COW's size, so a COW grown underneath shows at once (as the kernel's get_dev_size). */
+  refreshCowSize(): void {
+    if (!this.closed) this.store.resize();
   }
 
   // ---- called by the snapshot-origin for each chunk an origin write touches
@@ -285,24 +296,42 @@ export class Snapshot implements BlockDevice {
   }
 
   /** Copy the origin chunk, read once for all snapshots by `shared`, to the new COW chunk. */
-  private async copyShared(pe: PendingException, shared: SharedOriginRead): Promise<void> {
+  private copyShared(pe: PendingException, shared: SharedOriginRead): Promise<void> {
     const start = pe.oldChunk * this.chunkBytes;
     const length = Math.min(this.chunkBytes, this.source.size - start);
-    await shared.use(start, length, (buf) => this.store.cow.write(buf, pe.newChunk * this.chunkBytes));
+    const at = pe.newChunk * this.chunkBytes;
+    return shared.copy(start, length, (data, within) => this.store.cow.write(data, at + within));
   }
 
-  /** Copy the origin chunk to the new COW chunk, with `overlay` (a snapshot write) laid over it at `within`. */
+  /**
+   * Copy the origin chunk to the new COW chunk, with `overlay` (a snapshot write) laid over it at
+   * `within`. A chunk up to a copy piece is read into one leased buffer and written once; a bigger
+   * one gets the write's bytes straight from the request and the rest from the origin in pieces.
+   */
   private async copyFromOrigin(pe: PendingException, overlay: Uint8Array, within: number): Promise<void> {
     const cb = this.chunkBytes;
     const start = pe.oldChunk * cb;
-    const buf = this.pool.acquire(Math.min(cb, this.source.size - start));
+    const length = Math.min(cb, this.source.size - start);
+    const at = pe.newChunk * cb;
+    if (length > COPY_PIECE_BYTES) return this.copyAround(start, length, at, overlay, within);
+    const buf = this.pool.tryLease(length) ?? (await this.pool.lease(length));
     try {
       await this.source.read(buf, start);
       buf.set(overlay, within);
-      await this.store.cow.write(buf, pe.newChunk * cb);
+      await this.store.cow.write(buf, at);
     } finally {
-      this.pool.release(buf);
+      this.pool.endLease(buf);
     }
+  }
+
+  /** copyFromOrigin for a chunk bigger than a piece: origin bytes before and after the overlay, and the overlay. */
+  private copyAround(start: number, length: number, at: number, overlay: Uint8Array, within: number): Promise<void> {
+    const cow = this.store.cow;
+    const end = within + overlay.length;
+    const parts = [cow.write(overlay, at + within)];
+    if (within > 0) parts.push(copyOriginRange(this.source, this.pool, start, within, (data, w) => cow.write(data, at + w)));
+    if (end < length) parts.push(copyOriginRange(this.source, this.pool, start + end, length - end, (data, w) => cow.write(data, at + end + w)));
+    return allPieces(parts);
   }
 
   /** Invalidate the snapshot for good (idempotent; persisted by P/PO stores). */

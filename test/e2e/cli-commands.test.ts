@@ -45,7 +45,8 @@ describe('daemon sockets', () => {
   });
 
   it('refuses a second daemon on the same sockets', async () => {
-    const r = await runCli(['daemon', '--data-dir', d.dataDir, '--log-level', 'silent']);
+    // Another data dir (the same one is refused before the sockets: test/e2e/exclusive.test.ts).
+    const r = await runCli(['daemon', '--data-dir', path.join(dir, 'other-data'), '--socket', d.nbdSocket, '--control', d.control, '--log-level', 'silent']);
     expect(r.code).toBe(EXIT.BUSY);
     expect(r.stderr).toMatch(/another process is listening/);
     expect((await d.cli('origin', 'list')).code).toBe(0); // still alive

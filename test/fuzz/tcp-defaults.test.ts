@@ -21,9 +21,9 @@ async function tcpListeners(pid: number): Promise<string[]> {
 
 describe('TCP defaults', () => {
   it('serve: no TCP listener without --listen; --listen 0 binds 127.0.0.1 only', async () => {
-    const image = makeImage(dir, 1024 * 1024);
-    const unixOnly = await startServe({ image, socket: path.join(dir, 'a.sock') });
-    const tcp = await startServe({ image, socket: path.join(dir, 'b.sock'), extra: ['--listen', '0'] });
+    // One image each: one file is served by one nbdsnap process at a time (block/device-claim.ts).
+    const unixOnly = await startServe({ image: makeImage(dir, 1024 * 1024, 'a.img'), socket: path.join(dir, 'a.sock') });
+    const tcp = await startServe({ image: makeImage(dir, 1024 * 1024, 'b.img'), socket: path.join(dir, 'b.sock'), extra: ['--listen', '0'] });
     try {
       expect(await tcpListeners(unixOnly.proc.pid!)).toEqual([]);
       const listeners = await tcpListeners(tcp.proc.pid!);

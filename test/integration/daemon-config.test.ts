@@ -21,6 +21,8 @@ describe('defaults', () => {
       controlSocket: '/home/u/.local/state/nbdsnap/control.sock',
       listen: null,
       logLevel: 'info',
+      autoextendThreshold: 100,
+      autoextendPercent: 20,
     });
   });
 
@@ -68,6 +70,18 @@ describe('precedence', () => {
     expect(() => resolveConfig({ config: path.join(dir, 'broken.json') }, {}, 1000)).toThrow(ConfigError);
     expect(() => resolveConfig({ logLevel: 'loud' }, {}, 1000)).toThrow(/log level/);
     expect(() => resolveConfig({ listen: 'host:99999' }, {}, 1000)).toThrow(/HOST:PORT/);
+  });
+
+  it('takes auto-extend defaults from the file (numbers or strings), the environment and flags, in range only', () => {
+    const conf = path.join(dir, `auto-${Math.random()}.json`);
+    fs.writeFileSync(conf, JSON.stringify({ autoextendThreshold: 70, autoextendPercent: '30' }));
+    expect(resolveConfig({ config: conf }, {}, 1000)).toMatchObject({ autoextendThreshold: 70, autoextendPercent: 30 });
+    expect(resolveConfig({ config: conf }, { NBDSNAP_AUTOEXTEND_THRESHOLD: '80' }, 1000)).toMatchObject({ autoextendThreshold: 80 });
+    expect(resolveConfig({ config: conf, autoextendPercent: '5' }, {}, 1000)).toMatchObject({ autoextendPercent: 5 });
+    expect(() => resolveConfig({ autoextendThreshold: '0' }, {}, 1000)).toThrow(/autoextend threshold: must be 1 to 100/);
+    expect(() => resolveConfig({ autoextendPercent: '2x' }, {}, 1000)).toThrow(ConfigError);
+    fs.writeFileSync(conf, JSON.stringify({ autoextendThreshold: true }));
+    expect(() => resolveConfig({ config: conf }, {}, 1000)).toThrow(/string or a number/);
   });
 });
 

@@ -82,6 +82,9 @@ describe('control server and client', () => {
       throw new ControlError('INVALID', 'no');
     },
     'snapshot.remove': async (r) => ({ removed: [r.name] }),
+    'snapshot.resize': async () => {
+      throw new ControlError('NOT_FOUND', 'no');
+    },
     'snapshot.list': async () => [],
     'status': async () => [],
     'table': async () => [],

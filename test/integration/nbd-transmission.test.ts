@@ -20,7 +20,8 @@ beforeAll(async () => {
   dir = makeTempDir();
   image = makeImage(dir, SIZE, 'disk.img', INITIAL);
   rw = await startServe({ image, socket: `${dir}/rw.sock` });
-  ro = await startServe({ image, socket: `${dir}/ro.sock`, readOnly: true });
+  // A copy of its own: one file is served by one nbdsnap process at a time (block/device-claim.ts).
+  ro = await startServe({ image: makeImage(dir, SIZE, 'ro.img', INITIAL), socket: `${dir}/ro.sock`, readOnly: true });
 });
 afterAll(async () => {
   const exits = await Promise.all([rw?.stop(), ro?.stop()]);

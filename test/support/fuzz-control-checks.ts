@@ -28,7 +28,7 @@ export function diskProblems(env: ControlFuzzEnv, tally: Tally, initialNames: st
   return [
     ...same('catalog rows', names, expectedNames(initialNames, tally)),
     ...same('files in <data-dir>/cow', fs.readdirSync(path.join(env.dataDir, 'cow')), cows),
-    ...same('entries in <data-dir>', dataEntries, ['control.sock', 'cow', 'nbd.sock']),
+    ...same('entries in <data-dir>', dataEntries, ['control.sock', 'cow', 'daemon.lock', 'nbd.sock']),
     ...same('files in the test dir', ownFiles(env), ownBefore),
     ...same('sentinel-named files outside <data-dir>/cow', strayFiles(env), []),
   ];

@@ -10,18 +10,25 @@ interface DaemonFlags {
   listen?: string;
   logLevel?: string;
   config?: string;
+  autoextendThreshold?: string;
+  autoextendPercent?: string;
 }
 
 const HELP = `
 Defaults (no root or config file needed):
   data dir        $NBDSNAP_DATA_DIR, else /var/lib/nbdsnap for root, else $XDG_STATE_HOME/nbdsnap
                   or ~/.local/state/nbdsnap; holds catalog.db, cow/ (COW files made by --size)
+                  and daemon.lock (one daemon per data dir: a second one exits with status 5)
   NBD socket      <data-dir>/nbd.sock        ($NBDSNAP_SOCKET)
   control socket  <data-dir>/control.sock    ($NBDSNAP_CONTROL), mode 0600
   TCP             off; --listen PORT binds 127.0.0.1 ($NBDSNAP_LISTEN). No TLS yet.
   log level       info ($NBDSNAP_LOG_LEVEL); JSON lines on stderr, human-readable on a TTY
+  auto-extend     off: threshold 100, percent 20 ($NBDSNAP_AUTOEXTEND_THRESHOLD/_PERCENT), as LVM's
+                  snapshot_autoextend_threshold/percent; applies to COW files made by --size whose
+                  snapshot create gave no --autoextend-* of its own
 Precedence: defaults < config file (--config or $NBDSNAP_CONFIG; JSON with keys dataDir,
-socket, control, listen, logLevel; paths relative to the file) < environment < flags.
+socket, control, listen, logLevel, autoextendThreshold, autoextendPercent; paths relative to
+the file) < environment < flags.
 Stops cleanly on SIGTERM/SIGINT. Under systemd (NOTIFY_SOCKET set) it reports READY=1 through
 systemd-notify once every export is served.
 Test hook: NBDSNAP_FAULT=<step> makes the daemon SIGKILL itself at that step of a create/remove
@@ -37,12 +44,15 @@ export function register(program: Command): void {
     .option('--listen <host:port>', 'also serve NBD over TCP (PORT alone binds 127.0.0.1)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
     .option('--config <file>', 'JSON config file')
+    .option('--autoextend-threshold <pct>', 'default Data% at which a COW file the daemon created grows (1-100; 100 = off)')
+    .option('--autoextend-percent <pct>', 'default growth, in percent of the COW size')
     .addHelpText('after', HELP)
     .action(async (flags: DaemonFlags) => {
       // Loaded lazily so client commands do not load the catalog, stores and NBD server.
       const { resolveConfig, ConfigError } = await import('../../daemon/config.ts');
       const { runDaemon } = await import('../../daemon/run.ts');
       const { SocketInUseError } = await import('../../common/unix-socket.ts');
+      const { DataDirLockedError } = await import('../../daemon/data-dir-lock.ts');
       let config;
       try {
         config = resolveConfig(flags);
@@ -53,7 +63,7 @@ export function register(program: Command): void {
       try {
         process.exitCode = await runDaemon(config);
       } catch (err) {
-        if (err instanceof SocketInUseError) throw new CliError(err.message, ExitCode.BUSY);
+        if (err instanceof SocketInUseError || err instanceof DataDirLockedError) throw new CliError(err.message, ExitCode.BUSY);
         // One line for the admin (the log has the details): a bad catalog, an unwritable data dir...
         throw new CliError(`cannot start the daemon: ${errorText(err)}`, ExitCode.FAILURE, { cause: err });
       }

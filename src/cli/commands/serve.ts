@@ -1,6 +1,7 @@
 // `nbdsnap serve PATH --socket SOCK`: a foreground NBD server for one file or block device
 // (a "linear" export), like `nbdkit file` or `qemu-nbd`. Runs until SIGINT/SIGTERM.
 import type { Command } from 'commander';
+import { DeviceInUseError } from '../../block/device-claim.ts';
 import { FileDevice } from '../../block/file-device.ts';
 import { errorText } from '../../common/error-text.ts';
 import { createLogger } from '../../log.ts';
@@ -35,7 +36,8 @@ function openDevice(path: string, readOnly: boolean): FileDevice {
   try {
     return FileDevice.open(path, { readOnly });
   } catch (err) {
-    throw new CliError(`cannot open ${path}: ${errorText(err)}`, ExitCode.NOT_FOUND, { cause: err });
+    const exitCode = err instanceof DeviceInUseError ? ExitCode.BUSY : ExitCode.NOT_FOUND;
+    throw new CliError(`cannot open ${path}: ${errorText(err)}`, exitCode, { cause: err });
   }
 }
 
