@@ -5,6 +5,7 @@
 import type { BlockDevice } from '../../block/device.ts';
 import { SECTOR_BYTES } from '../../common/sectors.ts';
 import { CorruptStoreError } from '../errors.ts';
+import { isBigChunk, readBigArea } from './big-chunks.ts';
 import { FIRST_DATA_CHUNK, RECORD_BYTES, areaLocation, exceptionsPerArea, skipMetadataChunk, summarizeArea } from './format.ts';
 
 /** Area reads kept in flight ahead of the scan, bounded in bytes. */
@@ -89,15 +90,41 @@ class AreaPrefetcher {
     }
     const read = this.inFlight.shift();
     if (read) return read;
-    const at = areaLocation(area, this.epa) * this.chunkBytes;
-    throw new CorruptStoreError(
-      `metadata area ${area} (bytes ${at}-${at + this.chunkBytes - 1}) lies past the end of the COW (${this.cow.size} bytes): truncated store?`,
-    );
+    throw pastTheEnd(area, areaLocation(area, this.epa) * this.chunkBytes, this.chunkBytes, this.cow.size);
+  }
+}
+
+function pastTheEnd(area: number, at: number, chunkBytes: number, size: number): CorruptStoreError {
+  return new CorruptStoreError(`metadata area ${area} (bytes ${at}-${at + chunkBytes - 1}) lies past the end of the COW (${size} bytes): truncated store?`);
+}
+
+/** The scan's result once the current (not full) area is found. */
+function scanned(fullAreas: Uint8Array[], current: Buffer, area: number, length: number, maxNew: number, recordCount: number, epa: number): AreaScan {
+  const nextFree = skipMetadataChunk(Math.max(FIRST_DATA_CHUNK, maxNew + 1), epa);
+  return { fullAreas, current, currentArea: area, currentCommitted: length, nextFree, recordCount };
+}
+
+/** readAreas for big chunks: one area at a time, each read in pieces up to its terminator (big-chunks.ts). */
+async function readBigAreas(cow: BlockDevice, chunkSectors: number): Promise<AreaScan> {
+  const epa = exceptionsPerArea(chunkSectors);
+  const chunkBytes = chunkSectors * SECTOR_BYTES;
+  const fullAreas: Uint8Array[] = [];
+  let maxNew = -1;
+  let recordCount = 0;
+  for (let area = 0; ; area++) {
+    const at = areaLocation(area, epa) * chunkBytes;
+    if (at + chunkBytes > cow.size) throw pastTheEnd(area, at, chunkBytes, cow.size);
+    const { area: buf, summary } = await readBigArea(cow, at, chunkBytes);
+    recordCount += summary.length;
+    maxNew = Math.max(maxNew, summary.maxNewChunk);
+    if (summary.length < epa) return scanned(fullAreas, buf, area, summary.length, maxNew, recordCount, epa);
+    fullAreas.push(buf);
   }
 }
 
 /** Read and scan every metadata area up to the first one that is not full. */
 export async function readAreas(cow: BlockDevice, chunkSectors: number): Promise<AreaScan> {
+  if (isBigChunk(chunkSectors * SECTOR_BYTES)) return readBigAreas(cow, chunkSectors);
   const epa = exceptionsPerArea(chunkSectors);
   const areas = new AreaPrefetcher(cow, chunkSectors);
   const fullAreas: Uint8Array[] = [];
@@ -114,7 +141,6 @@ export async function readAreas(cow: BlockDevice, chunkSectors: number): Promise
     }
     const current = buf.length < SLAB_BYTES ? Buffer.from(buf) : buf; // do not pin a whole slab
     current.fill(0, length * RECORD_BYTES); // records after the terminator are garbage: never let a later commit revive them
-    const nextFree = skipMetadataChunk(Math.max(FIRST_DATA_CHUNK, maxNew + 1), epa);
-    return { fullAreas, current, currentArea: area, currentCommitted: length, nextFree, recordCount };
+    return scanned(fullAreas, current, area, length, maxNew, recordCount, epa);
   }
 }

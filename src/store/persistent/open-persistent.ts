@@ -8,7 +8,8 @@ import type { Logger } from '../../log.ts';
 import { CorruptStoreError, StoreConfigError } from '../errors.ts';
 import { validateChunkSize } from '../chunk-size.ts';
 import { emptyScan, readAreas } from './area-reader.ts';
-import { DISK_VERSION, SNAP_MAGIC, decodeHeader, encodeHeader, type DiskHeader } from './format.ts';
+import { writeHeader, zeroChunk } from './big-chunks.ts';
+import { DISK_VERSION, SNAP_MAGIC, decodeHeader, type DiskHeader } from './format.ts';
 import { PersistentStore } from './persistent-store.ts';
 
 /**
@@ -32,8 +33,8 @@ async function initialise(cow: BlockDevice, chunkSectors: number): Promise<void>
   if (cow.size < 2 * chunkBytes) {
     throw new StoreConfigError(`COW device too small (${cow.size} bytes) for a persistent store with ${chunkBytes}-byte chunks: it needs at least 2 chunks`);
   }
-  await cow.write(encodeHeader(chunkSectors, true), 0);
-  await cow.write(Buffer.alloc(chunkBytes), chunkBytes);
+  await writeHeader(cow, chunkSectors, true, { whole: true });
+  await zeroChunk(cow, chunkBytes, chunkBytes);
 }
 
 /** The chunk size an existing header imposes (validated as the kernel re-validates it). */

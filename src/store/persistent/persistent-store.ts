@@ -37,7 +37,8 @@ import type { ExceptionStore, StoreState, StoreUsage } from '../exception-store.
 import { cowSectors, formatStatus, refreshDeviceSize } from '../usage.ts';
 import { AllocationQueue, type QueuedCommit } from './allocation-queue.ts';
 import type { AreaScan } from './area-reader.ts';
-import { RECORD_BYTES, areaLocation, encodeHeader, exceptionsPerArea, scanArea, skipMetadataChunk, writeRecord } from './format.ts';
+import { areaHead, isBigChunk, writeHeader, writeZeroes } from './big-chunks.ts';
+import { RECORD_BYTES, areaLocation, exceptionsPerArea, scanArea, skipMetadataChunk, writeRecord } from './format.ts';
 
 /** An area chunk to write in a commit turn, with the indexes of the records it gains. */
 interface AreaWrite {
@@ -166,8 +167,9 @@ export class PersistentStore implements ExceptionStore {
       if (taken.length === 0) break;
       const first = this.currentCommitted;
       for (const entry of taken) writeRecord(this.area, this.currentCommitted++, entry.oldChunk, entry.newChunk);
-      batch.push(...taken);
-      const write = { offset: this.areaOffset(this.currentArea), data: this.area, first, last: this.currentCommitted - 1 };
+      for (const entry of taken) batch.push(entry); // not push(...taken): an area of a big chunk holds more records than call arguments fit
+      const last = this.currentCommitted - 1;
+      const write = { offset: this.areaOffset(this.currentArea), data: areaHead(this.cow, this.area, last), first, last };
       areaWrites.push(write);
       if (this.currentCommitted < this.epa) break;
       // Full: its successor is zeroed on disk before it is written (step 2); the next area
@@ -186,7 +188,7 @@ export class PersistentStore implements ExceptionStore {
     const { batch, areaWrites, zeroings } = this.takeBatch();
     this.unsynced = [...previous, ...batch];
     try {
-      for (const offset of zeroings) await this.cow.write(this.zeroes(), offset);
+      for (const offset of zeroings) await this.zeroArea(offset);
       await this.cow.flush();
       this.unsynced = batch;
       this.settle(previous);
@@ -235,9 +237,11 @@ export class PersistentStore implements ExceptionStore {
     return areaLocation(area, this.epa) * this.chunkBytes;
   }
 
-  private zeroes(): Buffer {
+  /** Zero an area chunk on disk (plain writes): one kept chunk of zeroes, or pieces for a big chunk. */
+  private zeroArea(offset: number): Promise<void> {
+    if (isBigChunk(this.chunkBytes)) return writeZeroes(this.cow, offset, this.chunkBytes);
     this.zeroChunk ??= Buffer.alloc(this.chunkBytes);
-    return this.zeroChunk;
+    return this.cow.write(this.zeroChunk, offset);
   }
 
   async invalidate(reason: string): Promise<void> {
@@ -257,7 +261,7 @@ export class PersistentStore implements ExceptionStore {
   /** The kernel's drop_snapshot: the whole header chunk with valid=0 (with FUA here; the kernel does not flush). */
   private async writeInvalidHeader(): Promise<void> {
     try {
-      await this.cow.write(encodeHeader(this.chunkSectors, false), 0, { fua: true });
+      await writeHeader(this.cow, this.chunkSectors, false, { whole: false, fua: true });
     } catch (err) {
       // As the kernel: the store is invalid in memory whatever happens; a failed header write is only logged.
       this.logger.error({ err }, 'writing the invalidated header failed');
