@@ -9,7 +9,8 @@
 import { SECTOR_BYTES } from '../common/sectors.ts';
 import { errorText } from '../common/error-text.ts';
 import type { Logger } from '../log.ts';
-import type { ExceptionStore, StoreState, StoreUsage } from './exception-store.ts';
+import { isMergeable, type MergeableStore, type MergeRun, type StoreState, type StoreUsage } from './exception-store.ts';
+import type { ExceptionStore } from './exception-store.ts';
 
 export interface AutoExtendPolicy {
   /** Data% at which the COW grows (1-100; 100 never grows, as in LVM). */
@@ -24,7 +25,7 @@ export type GrowCow = (size: number) => number;
 /** One growth at most per allocation may need several steps (a tiny COW, a big chunk): bounded. */
 const MAX_STEPS = 64;
 
-export class AutoExtendingStore implements ExceptionStore {
+export class AutoExtendingStore implements MergeableStore {
   readonly policy: AutoExtendPolicy;
   private readonly inner: ExceptionStore;
   private readonly grow: GrowCow;
@@ -94,6 +95,19 @@ export class AutoExtendingStore implements ExceptionStore {
 
   close(): Promise<void> {
     return this.inner.close();
+  }
+
+  prepareMerge(): Promise<MergeRun | null> {
+    return this.mergeable().prepareMerge();
+  }
+
+  commitMerge(count: number): Promise<void> {
+    return this.mergeable().commitMerge(count);
+  }
+
+  private mergeable(): MergeableStore {
+    if (!isMergeable(this.inner)) throw new Error(`a ${this.inner.kind} store cannot merge`);
+    return this.inner;
   }
 
   /** Whether allocating one more chunk (and, at worst, a metadata chunk) reaches the threshold. */

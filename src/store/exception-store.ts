@@ -55,3 +55,26 @@ export interface ExceptionStore {
   /** Wait for in-flight commits, then release the store (not the COW device). */
   close(): Promise<void>;
 }
+
+/** A run of exceptions to merge back into the origin: `count` chunks from oldChunk (origin) and newChunk (COW). */
+export interface MergeRun {
+  count: number;
+  oldChunk: number;
+  newChunk: number;
+}
+
+/**
+ * A store that can merge its exceptions back into the origin (the kernel's prepare_merge and
+ * commit_merge; persistent stores only, as in the kernel). No new exception may be committed
+ * while merging.
+ */
+export interface MergeableStore extends ExceptionStore {
+  /** The next run: the table's last exceptions, consecutive in both chunks, within one area. null when none is left. */
+  prepareMerge(): Promise<MergeRun | null>;
+  /** Drop the last `count` records, durably (the caller copied them to the origin and flushed it). */
+  commitMerge(count: number): Promise<void>;
+}
+
+export function isMergeable(store: ExceptionStore): store is MergeableStore {
+  return store.kind !== 'N' && typeof (store as Partial<MergeableStore>).prepareMerge === 'function';
+}

@@ -48,8 +48,7 @@ export async function zeroChunk(cow: BlockDevice, offset: number, chunkBytes: nu
 export async function writeHeader(cow: BlockDevice, chunkSectors: number, valid: boolean, opts: { whole: boolean; fua?: boolean }): Promise<void> {
   const chunkBytes = chunkSectors * SECTOR_BYTES;
   if (!isBigChunk(chunkBytes)) return cow.write(encodeHeader(chunkSectors, valid), 0, { fua: opts.fua });
-  const head = Buffer.alloc(wholeBlocks(cow, HEADER_BYTES));
-  encodeHeader(chunkSectors, valid).copy(head, 0, 0, HEADER_BYTES);
+  const head = encodeHeader(chunkSectors, valid, wholeBlocks(cow, HEADER_BYTES));
   if (opts.whole) await writeZeroes(cow, head.length, chunkBytes - head.length);
   await cow.write(head, 0, { fua: opts.fua });
 }
@@ -97,4 +96,12 @@ async function scrubTail(cow: BlockDevice, offset: number, chunkBytes: number, f
     if (ZERO_PIECE.compare(buf, 0, length, 0, length) !== 0) await writeZeroes(cow, offset + at, length);
     at += length;
   }
+}
+
+/** Read a whole area chunk (a full one, going back while merging): one read, or pieces for a big chunk. */
+export async function readAreaChunk(cow: BlockDevice, offset: number, chunkBytes: number): Promise<Buffer> {
+  if (isBigChunk(chunkBytes)) return (await readBigArea(cow, offset, chunkBytes)).area;
+  const area = Buffer.alloc(chunkBytes);
+  await cow.read(area, offset);
+  return area;
 }

@@ -60,9 +60,9 @@ export function decodeHeader(buf: Uint8Array): DiskHeader {
   };
 }
 
-/** The whole header chunk as the kernel writes it (write_header): 16 bytes of fields, zeroes after. */
-export function encodeHeader(chunkSectors: number, valid: boolean): Buffer {
-  const buf = Buffer.alloc(chunkSectors * SECTOR_BYTES);
+/** The header chunk as the kernel writes it (write_header): 16 bytes of fields, zeroes after; `bytes` of it. */
+export function encodeHeader(chunkSectors: number, valid: boolean, bytes = chunkSectors * SECTOR_BYTES): Buffer {
+  const buf = Buffer.alloc(bytes);
   const view = new DataView(buf.buffer, buf.byteOffset, HEADER_BYTES);
   view.setUint32(0, SNAP_MAGIC, true);
   view.setUint32(4, valid ? 1 : 0, true);
@@ -103,6 +103,17 @@ export function writeRecord(area: Uint8Array, index: number, oldChunk: number, n
   const view = new DataView(area.buffer, area.byteOffset + index * RECORD_BYTES, RECORD_BYTES);
   writeU64(view, 0, oldChunk);
   writeU64(view, 8, newChunk);
+}
+
+/** Read record `index` of an area buffer. */
+export function readRecord(area: Uint8Array, index: number): { oldChunk: number; newChunk: number } {
+  const view = new DataView(area.buffer, area.byteOffset + index * RECORD_BYTES, RECORD_BYTES);
+  return { oldChunk: readU64(view, 0), newChunk: readU64(view, 8) };
+}
+
+/** Zero record `index` of an area buffer (the kernel's clear_exception). */
+export function clearRecord(area: Uint8Array, index: number): void {
+  area.fill(0, index * RECORD_BYTES, (index + 1) * RECORD_BYTES);
 }
 
 /**

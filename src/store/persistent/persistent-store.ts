@@ -33,12 +33,12 @@ import { errorText } from '../../common/error-text.ts';
 import { SECTOR_BYTES } from '../../common/sectors.ts';
 import type { PersistentKind } from '../../common/snapshot-kind.ts';
 import type { Logger } from '../../log.ts';
-import type { ExceptionStore, StoreState, StoreUsage } from '../exception-store.ts';
+import type { MergeableStore, MergeRun, StoreState, StoreUsage } from '../exception-store.ts';
 import { cowSectors, formatStatus, refreshDeviceSize } from '../usage.ts';
 import { AllocationQueue, type QueuedCommit } from './allocation-queue.ts';
 import type { AreaScan } from './area-reader.ts';
-import { areaHead, isBigChunk, writeHeader, writeZeroes } from './big-chunks.ts';
-import { RECORD_BYTES, areaLocation, exceptionsPerArea, scanArea, skipMetadataChunk, writeRecord } from './format.ts';
+import { areaHead, isBigChunk, readAreaChunk, writeHeader, writeZeroes } from './big-chunks.ts';
+import { RECORD_BYTES, areaLocation, clearRecord, exceptionsPerArea, readRecord, scanArea, skipMetadataChunk, writeRecord } from './format.ts';
 
 /** An area chunk to write in a commit turn, with the indexes of the records it gains. */
 interface AreaWrite {
@@ -58,7 +58,7 @@ export interface PersistentStoreInit {
   scan: AreaScan;
 }
 
-export class PersistentStore implements ExceptionStore {
+export class PersistentStore implements MergeableStore {
   readonly kind: PersistentKind;
   readonly chunkSectors: number;
   readonly chunkBytes: number;
@@ -275,6 +275,50 @@ export class PersistentStore implements ExceptionStore {
 
   resize(): number {
     return refreshDeviceSize(this.cow);
+  }
+
+  // ---- merge (the kernel's persistent_prepare_merge and persistent_commit_merge): exceptions go
+  // back to the origin from the end of the table, one run of consecutive ones at a time.
+
+  async prepareMerge(): Promise<MergeRun | null> {
+    this.checkUsable();
+    while (this.writing) await this.idle;
+    if (this.currentCommitted === 0) {
+      if (this.currentArea === 0) return null; // every exception is merged
+      // The current area is empty: the previous one (full) becomes current, read back from disk.
+      this.area = await readAreaChunk(this.cow, this.areaOffset(this.currentArea - 1), this.chunkBytes);
+      this.currentArea--;
+      this.currentCommitted = this.epa;
+    }
+    const last = readRecord(this.area, this.currentCommitted - 1);
+    let count = 1;
+    for (; count < this.currentCommitted; count++) {
+      const r = readRecord(this.area, this.currentCommitted - 1 - count);
+      if (r.oldChunk !== last.oldChunk - count || r.newChunk !== last.newChunk - count) break;
+    }
+    return { count, oldChunk: last.oldChunk + 1 - count, newChunk: last.newChunk + 1 - count };
+  }
+
+  async commitMerge(count: number): Promise<void> {
+    this.checkUsable();
+    if (!Number.isInteger(count) || count < 1 || count > this.currentCommitted) {
+      throw new Error(`commitMerge(${count}): the current area holds ${this.currentCommitted} records`);
+    }
+    const top = this.currentCommitted - 1;
+    const first = (top + 1 - count) * RECORD_BYTES;
+    const saved = Buffer.from(this.area.subarray(first, (top + 1) * RECORD_BYTES));
+    for (let i = 0; i < count; i++) clearRecord(this.area, top - i);
+    try {
+      // PREFLUSH + FUA, as the kernel: COW writes made through the merging snapshot are durable first.
+      await this.cow.flush();
+      await this.cow.write(areaHead(this.cow, this.area, top), this.areaOffset(this.currentArea), { fua: true });
+    } catch (err) {
+      saved.copy(this.area, first); // not merged: the records stay, and a retry starts from them
+      throw err;
+    }
+    this.currentCommitted -= count;
+    // As the kernel: next_free only feeds the status numbers now (nothing is allocated while merging).
+    this.nextFree = areaLocation(this.currentArea, this.epa) + this.currentCommitted + 1;
   }
 
   usage(): StoreUsage {
