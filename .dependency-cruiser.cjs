@@ -4,6 +4,7 @@
 //   targets -> store, block           nbd -> block
 //   store -> block                    control -> (nothing but common and log)
 //   catalog, block -> nothing         common -> nothing (everyone may import it)
+//   metrics -> nbd, targets, store, block (their hook types and public state; only the daemon imports metrics)
 // log.ts and common/ are imported by anyone who needs them (block and catalog: common only).
 // Unit tests (src/**/*.test.ts) follow the rules of their folder; what they import from test/
 // is not checked. Type-only imports count: a type is a dependency too.
@@ -76,6 +77,11 @@ module.exports = {
       ...onlyImports('^src/control/', ['^src/control/', COMMON, LOG],
         'control/ is the wire API between CLI and daemon: the daemon supplies the handlers, so it imports no layer below.'),
       name: 'control-imports-nothing',
+    },
+    {
+      ...onlyImports('^src/metrics/', ['^src/metrics/', '^src/nbd/', '^src/targets/', '^src/store/', '^src/block/', COMMON, LOG],
+        'metrics/ observes the layers below through their hooks and public state; it never imports catalog, control or daemon (the daemon hands it what it reads).'),
+      name: 'metrics-observes-below',
     },
     {
       ...onlyImports('^src/cli/', ['^src/cli/', '^src/control/(api|client|defaults|lines)\\.ts$', COMMON],

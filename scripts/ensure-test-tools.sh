@@ -28,6 +28,8 @@ packages=(
   "nbd-client: nbd-client"
   "systemd: systemd-analyze systemd-notify"
   "iproute2: ss"
+  "openssl: openssl"
+  "prometheus: promtool"
 )
 
 if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then

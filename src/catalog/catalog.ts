@@ -35,6 +35,8 @@ export interface SnapshotRow {
   /** Grow the COW by autoextendPercent when Data% reaches this (1-100; 100 = never); null: the daemon's default. */
   autoextendThreshold: number | null;
   autoextendPercent: number | null;
+  /** Set while the snapshot is merging into its origin: its chunk count when the merge started. */
+  mergeTotal: number | null;
 }
 
 export type NewOrigin = Pick<OriginRow, 'name' | 'path' | 'sizeBytes'>;
@@ -52,7 +54,7 @@ export class CatalogConflictError extends Error {
 const ORIGIN_COLUMNS = 'name, path, size_bytes AS sizeBytes, state, created_at AS createdAt';
 const SNAPSHOT_COLUMNS =
   'name, origin, cow_path AS cowPath, kind, chunk_sectors AS chunkSectors, cow_created AS cowCreated, state, created_at AS createdAt, failure, size_bytes AS sizeBytes, ' +
-  'autoextend_threshold AS autoextendThreshold, autoextend_percent AS autoextendPercent';
+  'autoextend_threshold AS autoextendThreshold, autoextend_percent AS autoextendPercent, merge_total AS mergeTotal';
 
 interface RawSnapshot extends Omit<SnapshotRow, 'cowCreated'> {
   cowCreated: number;
@@ -98,6 +100,7 @@ export class Catalog {
       snapshotState: db.prepare('UPDATE snapshots SET state = ? WHERE name = ?'),
       snapshotChunk: db.prepare('UPDATE snapshots SET chunk_sectors = ? WHERE name = ?'),
       snapshotSize: db.prepare('UPDATE snapshots SET size_bytes = ? WHERE name = ?'),
+      snapshotMerge: db.prepare('UPDATE snapshots SET merge_total = ? WHERE name = ?'),
       snapshotAutoextend: db.prepare('UPDATE snapshots SET autoextend_threshold = ?, autoextend_percent = ? WHERE name = ?'),
       snapshotFailure: db.prepare('UPDATE snapshots SET failure = ? WHERE name = ? AND failure IS NULL'),
       deleteSnapshot: db.prepare('DELETE FROM snapshots WHERE name = ?'),
@@ -171,6 +174,11 @@ export class Catalog {
   /** Record a snapshot's length (rows made before lengths were recorded get it at the next start). */
   setSnapshotSize(name: string, sizeBytes: number): void {
     this.stmt.snapshotSize.run(sizeBytes, name);
+  }
+
+  /** Mark a snapshot as merging (with its chunk count at the start), for good until its row is deleted. */
+  setSnapshotMerging(name: string, totalChunks: number): void {
+    this.stmt.snapshotMerge.run(totalChunks, name);
   }
 
   /** Set a snapshot's auto-extend policy (null: the daemon's default). */

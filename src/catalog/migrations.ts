@@ -46,6 +46,12 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE snapshots ADD COLUMN autoextend_threshold INTEGER CHECK (autoextend_threshold IS NULL OR autoextend_threshold BETWEEN 1 AND 100);
   ALTER TABLE snapshots ADD COLUMN autoextend_percent INTEGER CHECK (autoextend_percent IS NULL OR autoextend_percent > 0);
   `,
+  // 4: a snapshot being merged into its origin (snapshot merge): merge_total is how many chunks
+  // it had when the merge started (for MERGE%); NULL while it is not merging. A merging snapshot
+  // is not served; at start its merge resumes before the origin is served.
+  `
+  ALTER TABLE snapshots ADD COLUMN merge_total INTEGER CHECK (merge_total IS NULL OR merge_total >= 0);
+  `,
 ];
 
 /** Apply every migration newer than the database's user_version. Returns the final version. */

@@ -11,6 +11,8 @@ import { register as registerSnapshotCreate } from './commands/snapshot-create.t
 import { register as registerSnapshotRemove } from './commands/snapshot-remove.ts';
 import { register as registerSnapshotList } from './commands/snapshot-list.ts';
 import { register as registerSnapshotResize } from './commands/snapshot-resize.ts';
+import { register as registerSnapshotDiff } from './commands/snapshot-diff.ts';
+import { register as registerSnapshotMerge } from './commands/snapshot-merge.ts';
 import { register as registerStatus } from './commands/status.ts';
 import { register as registerTable } from './commands/table.ts';
 import { register as registerAttach } from './commands/attach.ts';
@@ -36,8 +38,8 @@ export function buildProgram(): Command {
   registerDaemon(program);
   const origin = program.command('origin').description('add, remove and list origins');
   for (const register of [registerOriginAdd, registerOriginRemove, registerOriginList]) register(origin);
-  const snapshot = program.command('snapshot').description('create, remove, list and resize snapshots');
-  for (const register of [registerSnapshotCreate, registerSnapshotRemove, registerSnapshotList, registerSnapshotResize]) register(snapshot);
+  const snapshot = program.command('snapshot').description('create, remove, list, resize, diff and merge snapshots');
+  for (const register of [registerSnapshotCreate, registerSnapshotRemove, registerSnapshotList, registerSnapshotResize, registerSnapshotDiff, registerSnapshotMerge]) register(snapshot);
   for (const register of [registerStatus, registerTable, registerAttach, registerDetach]) register(program);
   return program;
 }

@@ -27,8 +27,12 @@ export interface RequestMap {
   };
   /** Grow the COW to sizeBytes, or by growBytes (exactly one). */
   'snapshot.resize': { name: string; sizeBytes?: number; growBytes?: number };
+  /** Start merging a snapshot into its origin (force: disconnect its clients). */
+  'snapshot.merge': { name: string; force?: boolean };
   'snapshot.remove': { name: string; force?: boolean };
   'snapshot.list': { origin?: string };
+  /** The snapshot's changed extents (its changed-chunk map, merged). */
+  'snapshot.diff': { name: string };
   'status': { name?: string };
   'table': { name?: string };
 }
@@ -43,6 +47,8 @@ export interface DaemonInfo {
   controlSocket: string;
   nbdSocket: string;
   tcp: { host: string; port: number } | null;
+  /** The Prometheus /metrics HTTP listener (--metrics), port 0 resolved; null when off. */
+  metrics: { host: string; port: number } | null;
 }
 
 /** 'failed': the catalog has it but it could not be opened (see error). */
@@ -60,7 +66,7 @@ export interface OriginInfo {
 }
 
 /** active/invalid/overflow follow the store; failed: the COW could not be opened at startup. */
-export type SnapshotState = 'active' | 'invalid' | 'overflow' | 'failed';
+export type SnapshotState = 'active' | 'invalid' | 'overflow' | 'failed' | 'merging' | 'merge-failed';
 
 export interface SnapshotInfo {
   name: string;
@@ -75,6 +81,8 @@ export interface SnapshotInfo {
   cowSizeBytes: number | null;
   /** The auto-extend policy in force (null: off, or an external COW), and how often the COW grew since the daemon started. */
   autoextend: { threshold: number; percent: number; extensions: number } | null;
+  /** While merging into its origin: progress in chunks and percent (MERGE%); null otherwise. */
+  merge: { percent: number; mergedChunks: number; totalChunks: number; mergedBytes: number; totalBytes: number } | null;
   /** Like lvs Snap%: allocated/total, 0 when only metadata is allocated; null when unknown. */
   dataPercent: number | null;
   allocatedSectors: number | null;
@@ -86,12 +94,27 @@ export interface SnapshotInfo {
   createdAt: string;
 }
 
+/**
+ * What changed since a snapshot was taken, in the origin or in the snapshot: its exceptions
+ * (pending ones included) as merged byte extents, in order. docs/incremental-backup.md.
+ */
+export interface SnapshotDiff {
+  name: string;
+  origin: string;
+  /** The snapshot's length. */
+  sizeBytes: number;
+  chunkBytes: number;
+  /** The sum of the extents' lengths. */
+  changedBytes: number;
+  extents: { offset: number; length: number }[];
+}
+
 /** One `dmsetup status` line: `name: start sectors target info`. */
 export interface StatusLine {
   name: string;
   start: 0;
   sectors: number;
-  target: 'snapshot-origin' | 'snapshot';
+  target: 'snapshot-origin' | 'snapshot' | 'snapshot-merge';
   info: string;
 }
 
@@ -100,7 +123,7 @@ export interface TableLine {
   name: string;
   start: 0;
   sectors: number;
-  target: 'snapshot-origin' | 'snapshot';
+  target: 'snapshot-origin' | 'snapshot' | 'snapshot-merge';
   args: string[];
 }
 
@@ -112,7 +135,9 @@ export interface ResultMap {
   'snapshot.create': SnapshotInfo;
   'snapshot.remove': { removed: string[] };
   'snapshot.resize': SnapshotInfo;
+  'snapshot.merge': SnapshotInfo;
   'snapshot.list': SnapshotInfo[];
+  'snapshot.diff': SnapshotDiff;
   'status': StatusLine[];
   'table': TableLine[];
 }

@@ -115,6 +115,7 @@ export const REQUEST_SPECS: Record<Op, OpSpec> = {
       }
     },
   },
+  'snapshot.merge': { fields: { name: req(checks.name), force: opt(checks.boolean) } },
   'snapshot.resize': {
     fields: { name: req(checks.name), sizeBytes: opt(checks.sizeBytes), growBytes: opt(checks.sizeBytes) },
     refine(r) {
@@ -125,6 +126,7 @@ export const REQUEST_SPECS: Record<Op, OpSpec> = {
   },
   'snapshot.remove': { fields: { name: req(checks.name), force: opt(checks.boolean) } },
   'snapshot.list': { fields: { origin: opt(checks.name) } },
+  'snapshot.diff': { fields: { name: req(checks.name) } },
   'status': { fields: { name: opt(checks.name) } },
   'table': { fields: { name: opt(checks.name) } },
 };

@@ -5,6 +5,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_AUTOEXTEND_PERCENT, DEFAULT_AUTOEXTEND_THRESHOLD, autoextendProblem, type AutoextendSetting } from '../common/autoextend.ts';
 import { CONTROL_SOCKET_NAME, NBD_SOCKET_NAME, defaultDataDir, type Env } from '../control/defaults.ts';
+import { loadTlsSettings, type NbdTls } from '../nbd/tls-credentials.ts';
+import type { RawTlsSettings } from '../nbd/tls-settings.ts';
+import { TLS_BOOLEANS, TLS_ENV_NAMES, TLS_NOT_PATHS } from './tls-config.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -15,18 +18,23 @@ export interface DaemonConfig {
   controlSocket: string;
   /** Optional NBD TCP listener (off unless asked; a bare port binds 127.0.0.1). */
   listen: { host: string; port: number } | null;
+  /** Optional Prometheus /metrics HTTP listener (off unless asked; a bare port binds 127.0.0.1). */
+  metrics: { host: string; port: number } | null;
   logLevel: string;
   /** Defaults for snapshots created with --size that do not set their own (100: off). */
   autoextendThreshold: number;
   autoextendPercent: number;
+  /** TLS credentials, loaded and checked (--tls on/require); undefined: TLS off. */
+  tls?: NbdTls;
 }
 
 /** The settable keys, as flags (camelCase), config-file keys and NBDSNAP_* variables. */
-export interface RawConfig {
+export interface RawConfig extends RawTlsSettings {
   dataDir?: string;
   socket?: string;
   control?: string;
   listen?: string;
+  metrics?: string;
   logLevel?: string;
   autoextendThreshold?: string;
   autoextendPercent?: string;
@@ -37,13 +45,15 @@ const ENV_NAMES: Record<keyof RawConfig, string> = {
   socket: 'NBDSNAP_SOCKET',
   control: 'NBDSNAP_CONTROL',
   listen: 'NBDSNAP_LISTEN',
+  metrics: 'NBDSNAP_METRICS',
   logLevel: 'NBDSNAP_LOG_LEVEL',
   autoextendThreshold: 'NBDSNAP_AUTOEXTEND_THRESHOLD',
   autoextendPercent: 'NBDSNAP_AUTOEXTEND_PERCENT',
+  ...TLS_ENV_NAMES,
 };
 
 /** Keys whose value is not a path (paths in a config file are relative to the file). */
-const NOT_PATHS = new Set<string>(['listen', 'logLevel', 'autoextendThreshold', 'autoextendPercent']);
+const NOT_PATHS = new Set<string>(['listen', 'metrics', 'logLevel', 'autoextendThreshold', 'autoextendPercent', ...TLS_NOT_PATHS]);
 /** Keys a config file may give as JSON numbers. */
 const NUMBERS = new Set<string>(['autoextendThreshold', 'autoextendPercent']);
 
@@ -62,11 +72,11 @@ export class ConfigError extends Error {
   }
 }
 
-/** "HOST:PORT", "[v6]:PORT" or "PORT" (loopback). Port 0 picks a free port. */
-export function parseListen(text: string): { host: string; port: number } {
+/** "HOST:PORT", "[v6]:PORT" or "PORT" (loopback). Port 0 picks a free port. `key` names the setting in errors. */
+export function parseListen(text: string, key = 'listen'): { host: string; port: number } {
   const m = /^(?:(?:\[([^\]]+)\]|([^:]+)):)?(\d{1,5})$/.exec(text.trim());
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new ConfigError(`listen: expected HOST:PORT or PORT, not ${JSON.stringify(text)}`);
+  if (!m || port > 65535) throw new ConfigError(`${key}: expected HOST:PORT or PORT, not ${JSON.stringify(text)}`);
   return { host: m[1] ?? m[2] ?? '127.0.0.1', port };
 }
 
@@ -81,7 +91,7 @@ function readConfigFile(file: string): RawConfig {
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(parsed)) {
     if (!Object.hasOwn(ENV_NAMES, key)) throw new ConfigError(`config file ${file}: unknown key ${JSON.stringify(key)} (known: ${Object.keys(ENV_NAMES).join(', ')})`);
-    if (typeof value === 'number' && NUMBERS.has(key)) {
+    if ((typeof value === 'number' && NUMBERS.has(key)) || (typeof value === 'boolean' && TLS_BOOLEANS.has(key))) {
       out[key] = String(value);
       continue;
     }
@@ -114,8 +124,11 @@ export function resolveConfig(flags: RawConfig & { config?: string }, env: Env =
     nbdSocket: path.resolve(merged.socket ?? path.join(dataDir, NBD_SOCKET_NAME)),
     controlSocket: path.resolve(merged.control ?? path.join(dataDir, CONTROL_SOCKET_NAME)),
     listen: merged.listen ? parseListen(merged.listen) : null,
+    metrics: merged.metrics ? parseListen(merged.metrics, 'metrics') : null,
     logLevel,
     autoextendThreshold: parseAutoextend('threshold', merged.autoextendThreshold, DEFAULT_AUTOEXTEND_THRESHOLD),
     autoextendPercent: parseAutoextend('percent', merged.autoextendPercent, DEFAULT_AUTOEXTEND_PERCENT),
+    // Every TLS file is read and checked now, so that a bad one stops the start.
+    tls: loadTlsSettings(merged, (message, cause) => new ConfigError(`tls: ${message}`, { cause })),
   };
 }

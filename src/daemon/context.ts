@@ -10,4 +10,6 @@ export interface DaemonContext {
   /** The owner of every export's life: the only way to open, serve, detach or close one. */
   exports: ExportLifecycle;
   log: Logger;
+  /** Runs changes one at a time, in arrival order (control requests and background merge completions). */
+  exclusive: <T>(task: () => Promise<T> | T) => Promise<T>;
 }

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import { SECTOR_BYTES } from '../common/sectors.ts';
 import type { OriginInfo, SnapshotInfo, StatusLine, TableLine } from '../control/api.ts';
 import { AutoExtendingStore } from '../store/auto-extend.ts';
+import type { SnapshotMerge } from '../targets/merge.ts';
 import type { OriginEntry, SnapshotEntry } from './lifecycle.ts';
 
 export type ConnectionCount = (name: string) => number;
@@ -50,11 +51,32 @@ function autoextendInfo(snap: SnapshotEntry): SnapshotInfo['autoextend'] {
   return { ...store.policy, extensions: store.extensions };
 }
 
+/** The merge of `snap` into its origin, if it is the one merging. */
+function mergeOf(origin: OriginEntry, snap: SnapshotEntry): SnapshotMerge | null {
+  const merge = origin.target?.merge;
+  return merge && snap.target && merge.snapshot === snap.target ? merge : null;
+}
+
+function mergeInfo(merge: SnapshotMerge | null): SnapshotInfo['merge'] {
+  if (!merge) return null;
+  const chunk = merge.snapshot.chunkBytes;
+  const { mergedChunks, totalChunks } = merge;
+  return { percent: merge.percent, mergedChunks, totalChunks, mergedBytes: mergedChunks * chunk, totalBytes: totalChunks * chunk };
+}
+
+function snapshotState(snap: SnapshotEntry, merge: SnapshotMerge | null): SnapshotInfo['state'] {
+  const store = snap.target?.store;
+  if (!store) return 'failed';
+  if (merge) return merge.state === 'failed' ? 'merge-failed' : 'merging';
+  return store.state === 'valid' ? 'active' : store.state;
+}
+
 export function describeSnapshot(origin: OriginEntry, snap: SnapshotEntry, connections: ConnectionCount): SnapshotInfo {
   snap.target?.refreshCowSize(); // a COW grown underneath shows its new size and Data% at once
   const store = snap.target?.store;
   const usage = store?.usage();
-  const state = !store ? 'failed' : store.state === 'valid' ? 'active' : store.state;
+  const merge = mergeOf(origin, snap);
+  const state = snapshotState(snap, merge);
   return {
     name: snap.row.name,
     origin: origin.row.name,
@@ -65,19 +87,24 @@ export function describeSnapshot(origin: OriginEntry, snap: SnapshotEntry, conne
     sizeBytes: snapshotSize(origin, snap),
     cowSizeBytes: store ? store.cow.size : fileSize(snap.row.cowPath),
     autoextend: autoextendInfo(snap),
+    merge: mergeInfo(merge),
     dataPercent: usage && store?.state === 'valid' ? dataPercent(usage.allocatedSectors, usage.totalSectors, usage.metadataSectors) : null,
     allocatedSectors: usage?.allocatedSectors ?? null,
     totalSectors: usage?.totalSectors ?? null,
     metadataSectors: usage?.metadataSectors ?? null,
     state,
-    error: snap.error,
+    error: merge?.error ? `Merge failed: ${merge.error}` : snap.error,
     connections: connections(snap.row.name),
     createdAt: snap.row.createdAt,
   };
 }
 
+/** A merging origin is the kernel's snapshot-merge target, whose status is its snapshot's ("Merge failed" once failed). */
 export function originStatus(origin: OriginEntry): StatusLine {
-  return { name: origin.row.name, start: 0, sectors: Math.floor(originSize(origin) / SECTOR_BYTES), target: 'snapshot-origin', info: '' };
+  const sectors = Math.floor(originSize(origin) / SECTOR_BYTES);
+  const merge = origin.target?.merge;
+  if (!merge) return { name: origin.row.name, start: 0, sectors, target: 'snapshot-origin', info: '' };
+  return { name: origin.row.name, start: 0, sectors, target: 'snapshot-merge', info: merge.state === 'failed' ? 'Merge failed' : merge.snapshot.status() };
 }
 
 export function snapshotStatus(origin: OriginEntry, snap: SnapshotEntry): StatusLine {
@@ -87,7 +114,11 @@ export function snapshotStatus(origin: OriginEntry, snap: SnapshotEntry): Status
 
 export function originTable(origin: OriginEntry): TableLine {
   const { info: _info, ...line } = originStatus(origin);
-  return { ...line, args: [origin.row.path] };
+  const merge = origin.target?.merge;
+  const merging = merge && [...origin.snapshots.values()].find((s) => s.target === merge.snapshot);
+  if (!merge || !merging) return { ...line, args: [origin.row.path] };
+  // snapshot-merge <origin-real> <cow> <P|PO> <chunk>, as dmsetup table shows it
+  return { ...line, args: [origin.row.path, merging.row.cowPath, merging.row.kind, String(merge.snapshot.store.chunkSectors)] };
 }
 
 export function snapshotTable(origin: OriginEntry, snap: SnapshotEntry): TableLine {

@@ -15,6 +15,8 @@ export const FAULT_POINTS = [
   'origin-remove:after-mark',
   'origin-remove:after-snapshots',
   'origin-remove:after-close',
+  'snapshot-merge:after-mark',
+  'snapshot-merge:after-detach',
 ] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];

@@ -7,6 +7,8 @@ import { describeOrigin, describeSnapshot, originStatus, originTable, snapshotSt
 import { addOrigin, removeOrigin } from './origin-ops.ts';
 import type { OriginEntry, SnapshotEntry } from './lifecycle.ts';
 import { createSnapshot, removeSnapshot } from './snapshot-ops.ts';
+import { snapshotDiff } from './snapshot-diff.ts';
+import { mergeSnapshot } from './snapshot-merge.ts';
 import { resizeSnapshot } from './snapshot-resize.ts';
 
 /** Runs tasks one at a time, in arrival order. */
@@ -31,7 +33,7 @@ function linesFor<L>(ctx: DaemonContext, name: string | undefined, ofOrigin: (o:
 }
 
 export function createHandlers(ctx: DaemonContext, info: () => DaemonInfo): Handlers {
-  const exclusive = createLock();
+  const exclusive = ctx.exclusive;
   const conns = (name: string) => ctx.exports.connectionCount(name);
   return {
     'daemon.info': async () => info(),
@@ -44,11 +46,17 @@ export function createHandlers(ctx: DaemonContext, info: () => DaemonInfo): Hand
         return describeSnapshot(ctx.exports.origins.get(r.origin)!, entry, conns);
       }),
     'snapshot.remove': (r) => exclusive(async () => ({ removed: await removeSnapshot(ctx, r.name, r.force ?? false) })),
+    'snapshot.merge': (r) =>
+      exclusive(async () => {
+        const { origin, snapshot } = await mergeSnapshot(ctx, r.name, r.force ?? false);
+        return describeSnapshot(origin, snapshot, conns);
+      }),
     'snapshot.resize': (r) =>
       exclusive(() => {
         const { origin, snapshot } = resizeSnapshot(ctx, r);
         return describeSnapshot(origin, snapshot, conns);
       }),
+    'snapshot.diff': (r) => snapshotDiff(ctx, r.name),
     'snapshot.list': async (r) => {
       if (r.origin !== undefined && !ctx.exports.origins.has(r.origin)) throw new ControlError('NOT_FOUND', `no origin named ${r.origin}`);
       return ctx.exports.snapshots().filter(({ origin }) => r.origin === undefined || origin.row.name === r.origin).map(({ origin, snapshot }) => describeSnapshot(origin, snapshot, conns));

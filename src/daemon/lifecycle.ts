@@ -20,10 +20,12 @@ import type { ExportProvider, NbdExport } from '../nbd/exports.ts';
 import { AutoExtendingStore, type AutoExtendPolicy } from '../store/auto-extend.ts';
 import { openStore, validateChunkSize } from '../store/open-store.ts';
 import { SnapshotOrigin } from '../targets/snapshot-origin.ts';
-import type { Snapshot } from '../targets/snapshot.ts';
+import type { SnapshotMerge } from '../targets/merge.ts';
+import type { CopyObserver, Snapshot } from '../targets/snapshot.ts';
+import { dirtyBitmapsFor } from './dirty-bitmaps.ts';
 
 /** Where an export is in its life. 'failed' entries have no target and are never served. */
-export type ExportState = 'opening' | 'serving' | 'failed' | 'removing';
+export type ExportState = 'opening' | 'serving' | 'failed' | 'removing' | 'merging';
 
 export interface SnapshotEntry {
   row: SnapshotRow;
@@ -77,12 +79,21 @@ export class ExportLifecycle implements ExportProvider {
   private readonly served = new Map<string, NbdExport>();
   private clients: ExportConnections = { connectionCount: () => 0, disconnectExport: async () => undefined };
   private readonly bufferPool: BufferPool | undefined;
+  private readonly onCopy: CopyObserver | undefined;
+  private readonly mergeBatchBytes: number | undefined;
   /** The COW device of each attached snapshot (resizeCow grows it). */
   private readonly cows = new WeakMap<SnapshotEntry, FileDevice>();
 
-  /** `bufferPool`: where snapshots take their copy-out buffers (the NBD server's, in the daemon). */
-  constructor(opts: { bufferPool?: BufferPool } = {}) {
+  /**
+   * `bufferPool`: where snapshots take their copy-out buffers (the NBD server's, in the daemon).
+   * `onCopy`: the metrics hook every snapshot reports its copy-outs to.
+   * `mergeBatchBytes`: chunk bytes per merge batch (default: the engine's; tests make it small
+   * so that a merge lasts long enough to watch).
+   */
+  constructor(opts: { bufferPool?: BufferPool; onCopy?: CopyObserver; mergeBatchBytes?: number } = {}) {
     this.bufferPool = opts.bufferPool;
+    this.onCopy = opts.onCopy;
+    this.mergeBatchBytes = opts.mergeBatchBytes;
   }
 
   /** The server whose clients unserve() disconnects (it is built after this provider). */
@@ -127,7 +138,7 @@ export class ExportLifecycle implements ExportProvider {
 
   /** Register an origin on its opened device, not served yet (attach its snapshots, then serveOrigin). */
   addOrigin(row: OriginRow, device: FileDevice, log: Logger): OriginEntry {
-    const entry: OriginEntry = { row, target: new SnapshotOrigin(device, { logger: log, bufferPool: this.bufferPool }), error: null, log, state: 'opening', snapshots: new Map() };
+    const entry: OriginEntry = { row, target: new SnapshotOrigin(device, { logger: log, bufferPool: this.bufferPool, onCopy: this.onCopy }), error: null, log, state: 'opening', snapshots: new Map() };
     this.originMap.set(row.name, entry);
     return entry;
   }
@@ -142,10 +153,10 @@ export class ExportLifecycle implements ExportProvider {
   /** Serve an origin; every snapshot under it must already be served or failed. */
   serveOrigin(origin: OriginEntry): void {
     if (origin.state !== 'opening' || !origin.target) throw new Error(`lifecycle: origin ${origin.row.name} is ${origin.state}, cannot serve it`);
-    const pending = [...origin.snapshots.values()].filter((s) => s.state !== 'serving' && s.state !== 'failed');
+    const pending = [...origin.snapshots.values()].filter((s) => s.state === 'opening');
     if (pending.length > 0) throw new Error(`lifecycle: origin ${origin.row.name} served before snapshot ${pending[0]!.row.name} was ready`);
     origin.state = 'serving';
-    this.served.set(origin.row.name, { name: origin.row.name, device: origin.target, description: 'snapshot-origin' });
+    this.served.set(origin.row.name, { name: origin.row.name, device: origin.target, description: 'snapshot-origin', dirtyBitmaps: dirtyBitmapsFor(origin) });
   }
 
   /**
@@ -197,7 +208,9 @@ export class ExportLifecycle implements ExportProvider {
     if (snap.state !== 'opening' || !snap.target) throw new Error(`lifecycle: snapshot ${snap.row.name} is ${snap.state}, cannot serve it`);
     if (row) snap.row = row;
     snap.state = 'serving';
-    this.served.set(snap.row.name, { name: snap.row.name, device: snap.target, description: `snapshot of ${origin.row.name}` });
+    this.served.set(snap.row.name, {
+      name: snap.row.name, device: snap.target, description: `snapshot of ${origin.row.name}`, dirtyBitmaps: dirtyBitmapsFor(origin, snap),
+    });
   }
 
   /** Stop serving an export and disconnect its clients (in-flight requests are answered first). */
@@ -216,7 +229,10 @@ export class ExportLifecycle implements ExportProvider {
     await this.unserve(snap.row.name);
     const target = snap.target;
     snap.target = null;
-    if (target) await origin.target!.removeSnapshot(target);
+    if (!target) return;
+    // A merging snapshot is no longer among the origin's snapshots: ending the merge closes it.
+    if (origin.target!.merge?.snapshot === target) await origin.target!.endMerge();
+    else await origin.target!.removeSnapshot(target);
   }
 
   /**
@@ -227,6 +243,37 @@ export class ExportLifecycle implements ExportProvider {
     const cow = this.cows.get(snap);
     if (!cow || !snap.target || snap.state === 'removing') throw new Error(`lifecycle: snapshot ${snap.row.name} is ${snap.state}, cannot resize its COW`);
     return cow.grow(size);
+  }
+
+  /**
+   * Start merging an attached snapshot into its origin: it stops being served (its clients are
+   * disconnected, as the kernel's handover to snapshot-merge), gets no more copy-outs, and the
+   * origin shows its content from now on. `totalChunks`: its count when the merge first started.
+   */
+  async startMerge(origin: OriginEntry, snap: SnapshotEntry, log: Logger, totalChunks?: number): Promise<SnapshotMerge> {
+    const target = snap.target;
+    if (!origin.target || !target || (snap.state !== 'serving' && snap.state !== 'opening')) {
+      throw new Error(`lifecycle: snapshot ${snap.row.name} is ${snap.state}, cannot merge it`);
+    }
+    snap.state = 'merging';
+    await this.unserve(snap.row.name);
+    return origin.target.startMerge(target, log, { totalChunks, batchBytes: this.mergeBatchBytes });
+  }
+
+  /**
+   * Give up an origin that was opened but must not be served (restore found its merging snapshot
+   * unusable): detach whatever was attached to it, close it, and list it and its snapshots as
+   * failed with `reason`. Nothing is recorded in the catalog: it starts again once fixed.
+   */
+  async failOrigin(origin: OriginEntry, reason: string): Promise<void> {
+    if (origin.state !== 'opening') throw new Error(`lifecycle: origin ${origin.row.name} is ${origin.state}, cannot fail it`);
+    for (const snap of origin.snapshots.values()) {
+      if (snap.target) await this.detachSnapshot(origin, snap);
+      if (snap.state !== 'failed') Object.assign(snap, { state: 'failed', error: `origin ${origin.row.name} is not available` });
+    }
+    const target = origin.target;
+    Object.assign(origin, { target: null, state: 'failed', error: reason });
+    await target?.close();
   }
 
   /** Drop a detached snapshot (its catalog row is deleted). */
@@ -275,7 +322,10 @@ export class ExportLifecycle implements ExportProvider {
     for (const origin of [...this.originMap.values()]) {
       // Unserved first, as in a remove: no origin write may arrive once a snapshot is detached.
       if (origin.state !== 'failed') await attempt(origin.row.name, () => this.unserveOrigin(origin));
-      for (const snap of [...origin.snapshots.values()]) await attempt(snap.row.name, () => this.detachSnapshot(origin, snap));
+      // A merging snapshot first: its engine must stop before any other snapshot stops getting
+      // the copy-outs of the origin chunks it overwrites.
+      const snaps = [...origin.snapshots.values()].sort((a, b) => Number(b.state === 'merging') - Number(a.state === 'merging'));
+      for (const snap of snaps) await attempt(snap.row.name, () => this.detachSnapshot(origin, snap));
       origin.snapshots.clear(); // a snapshot that failed to close is gone all the same
       await attempt(origin.row.name, () => this.closeOrigin(origin));
     }

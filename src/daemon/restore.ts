@@ -10,6 +10,7 @@ import type { Logger } from '../log.ts';
 import { autoextendPolicy } from './autoextend-policy.ts';
 import type { DaemonContext } from './context.ts';
 import type { OriginEntry } from './lifecycle.ts';
+import { watchMerge } from './snapshot-merge.ts';
 
 /** Why a snapshot in the catalog must not be started, or null. */
 function refusal(origin: OriginEntry, row: SnapshotRow, log: Logger): string | null {
@@ -24,26 +25,53 @@ function refusal(origin: OriginEntry, row: SnapshotRow, log: Logger): string | n
   return null;
 }
 
-async function restoreSnapshot(ctx: DaemonContext, origin: OriginEntry, row: SnapshotRow, log: Logger): Promise<void> {
+/** What restoring one snapshot leaves to do for its origin. */
+interface Restored {
+  /** Why the origin must not be served (a merging snapshot could not be opened: it would show a half-merged state). */
+  blocked?: string;
+  /** A merging snapshot, attached: its merge resumes once every snapshot is attached. */
+  resume?: () => Promise<void>;
+}
+
+/** Attach one snapshot and serve it, or prepare its merge's resumption. */
+async function restoreSnapshot(ctx: DaemonContext, origin: OriginEntry, row: SnapshotRow, log: Logger): Promise<Restored> {
   const { exports, catalog, config } = ctx;
   const refused = refusal(origin, row, log);
   if (refused) {
     exports.addFailedSnapshot(origin, row, refused, log);
-    return;
+    return {};
   }
   try {
     const snap = await exports.attachSnapshot(origin, row, FileDevice.open(row.cowPath), log, {
       chunkSectors: row.chunkSectors,
       autoextend: autoextendPolicy(config, row),
     });
-    exports.serveSnapshot(origin, snap);
+    if (row.mergeTotal === null) {
+      exports.serveSnapshot(origin, snap);
+      return {};
+    }
+    // Merging when the daemon stopped: the merge resumes where the store says, before the origin
+    // is served but after every other snapshot is attached (they get the merge's copy-outs).
+    const total = row.mergeTotal;
+    return {
+      resume: async () => {
+        const merge = await exports.startMerge(origin, snap, log, total);
+        log.info({ left: snap.target!.exceptionCount, of: total }, 'merge resumed');
+        watchMerge(ctx, origin, snap, merge);
+      },
+    };
   } catch (err) {
     const error = errorText(err);
     exports.addFailedSnapshot(origin, row, error, log);
+    if (row.mergeTotal !== null) {
+      log.error({ err, cow: row.cowPath }, 'merging snapshot failed to start: its origin is not served');
+      return { blocked: `snapshot ${row.name} was merging into it and cannot be opened (${error}); the origin would show a half-merged state` };
+    }
     // The origin is about to be served without this snapshot: it will miss origin writes, so it
     // must never be served again, even if its COW is readable at the next start.
     catalog.setSnapshotFailure(row.name, `failed to start: ${error}`);
     log.error({ err, cow: row.cowPath }, 'snapshot failed to start');
+    return {};
   }
 }
 
@@ -97,9 +125,18 @@ export async function restoreAll(ctx: DaemonContext): Promise<void> {
   for (const row of ctx.catalog.listOrigins()) {
     const snapshots = ctx.catalog.listSnapshots(row.name);
     const origin = openOrigin(ctx, row, snapshots, ctx.log.child({ export: row.name }));
+    let blocked: string | undefined;
+    const resumes: (() => Promise<void>)[] = [];
     for (const snapRow of recordLengths(ctx, origin, snapshots)) {
-      await restoreSnapshot(ctx, origin, snapRow, ctx.log.child({ export: snapRow.name }));
+      const restored = await restoreSnapshot(ctx, origin, snapRow, ctx.log.child({ export: snapRow.name }));
+      blocked ??= restored.blocked;
+      if (restored.resume) resumes.push(restored.resume);
     }
+    if (blocked) {
+      await ctx.exports.failOrigin(origin, blocked);
+      continue;
+    }
+    for (const resume of resumes) await resume();
     if (origin.target) ctx.exports.serveOrigin(origin);
   }
 }

@@ -133,6 +133,9 @@ export async function removeSnapshot(ctx: DaemonContext, name: string, force: bo
     const hint = ctx.catalog.nameOwner(name) === 'origin' ? ' (it is an origin: use origin remove)' : '';
     throw new ControlError('NOT_FOUND', `no snapshot named ${name}${hint}`);
   }
+  if (found.snapshot.state === 'merging' && !force) {
+    throw new ControlError('BUSY', `snapshot ${name} is merging into ${found.origin.row.name}: it goes away by itself when the merge is done (--force stops the merge half-way)`);
+  }
   const connections = ctx.exports.connectionCount(name);
   if (connections > 0 && !force) {
     throw new ControlError('BUSY', `snapshot ${name} has ${connections} connected client(s); detach them or use --force`);

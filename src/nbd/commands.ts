@@ -6,13 +6,16 @@ import type { BlockDevice, Extent } from '../block/device.ts';
 import {
   encodeBlockStatusChunk, encodeSimpleReply, readReplyHeaderSize, writeReadReplyHeader, type Request,
 } from './codec.ts';
-import { BASE_ALLOCATION_ID } from './handshake.ts';
+import type { Negotiated } from './handshake.ts';
+import { MAX_STATUS_EXTENTS, contextExtents } from './meta-contexts.ts';
 import { Cmd, CmdFlag } from './wire.ts';
 
 /** What a command handler may use of its connection. */
 export interface CommandTarget {
   readonly device: BlockDevice;
   readonly structured: boolean;
+  /** The export and the metadata contexts selected for it (BLOCK_STATUS). */
+  readonly negotiated: Pick<Negotiated, 'export' | 'metaContexts'>;
   /** Where READ reply buffers come from, and WRITE payload buffers go back to. */
   readonly buffers: BufferPool;
   /** Queue one complete reply (header and payload in one buffer); `flushed` runs once the socket no longer needs it. */
@@ -71,14 +74,15 @@ function cache(t: CommandTarget, req: Request): void {
 
 /**
  * Make a device's extent list legal for a reply: contiguous from the request offset, no zero
- * lengths, never past `length` (so every value fits in 32 bits), one extent with REQ_ONE, and
- * at least one extent (all data when the device reported nothing).
+ * lengths, never past `length` (so every value fits in 32 bits), one extent with REQ_ONE, at most
+ * MAX_STATUS_EXTENTS, and at least one extent (all data when the device reported nothing).
  */
 export function clipExtents(extents: readonly Extent[], length: number, reqOne: boolean): Extent[] {
   const out: Extent[] = [];
+  const max = reqOne ? 1 : MAX_STATUS_EXTENTS;
   let covered = 0;
   for (const extent of extents) {
-    if (covered >= length || (reqOne && out.length === 1)) break;
+    if (covered >= length || out.length === max) break;
     const size = Math.min(extent.length, length - covered);
     if (size <= 0) continue;
     const last = out[out.length - 1];
@@ -89,10 +93,14 @@ export function clipExtents(extents: readonly Extent[], length: number, reqOne: 
   return out.length > 0 ? out : [{ length, flags: 0 }];
 }
 
+/** One BLOCK_STATUS chunk per selected context, DONE on the last, sent as one reply. */
 async function blockStatus(t: CommandTarget, req: Request): Promise<void> {
-  const reported = t.device.extents ? await t.device.extents(req.length, req.offset) : [];
-  const extents = clipExtents(reported, req.length, (req.flags & CmdFlag.REQ_ONE) !== 0);
-  t.send(encodeBlockStatusChunk(req.cookie, true, BASE_ALLOCATION_ID, extents));
+  const { export: exp, metaContexts } = t.negotiated;
+  const reqOne = (req.flags & CmdFlag.REQ_ONE) !== 0;
+  const reported = await Promise.all(metaContexts.map((c) => contextExtents(exp, c, req.length, req.offset)));
+  const chunks = metaContexts.map((c, i) =>
+    encodeBlockStatusChunk(req.cookie, i === metaContexts.length - 1, c.id, clipExtents(reported[i], req.length, reqOne)));
+  t.send(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
 }
 
 export const COMMAND_HANDLERS: Readonly<Record<number, Handler>> = {

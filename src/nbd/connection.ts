@@ -3,9 +3,11 @@
 import type { Socket } from 'node:net';
 import { ByteQueue, ConnectionClosedError } from './byte-queue.ts';
 import { ProtocolError } from './errno.ts';
-import { negotiate, type Negotiated } from './handshake.ts';
+import { negotiate, type HandshakeTls, type Negotiated } from './handshake.ts';
 import type { ExportProvider } from './exports.ts';
 import { TransmissionSession, type SessionShared } from './session.ts';
+import type { NbdTls } from './tls-credentials.ts';
+import { TlsHandshakeError, upgradeToTls } from './tls-upgrade.ts';
 import type { Logger } from '../log.ts';
 
 /** `limits`, `budget` and `buffers` are shared by every connection of the server. */
@@ -14,11 +16,14 @@ export interface ConnectionDeps extends SessionShared {
   logger: Logger;
   /** True once the server is closing (options get ERR_SHUTDOWN). */
   shuttingDown(): boolean;
+  /** TLS credentials and mode (--tls on/require); absent: no TLS. */
+  tls?: NbdTls;
 }
 
 export class NbdConnection {
   readonly closed: Promise<void>;
-  private readonly socket: Socket;
+  /** The accepted socket, replaced by the TLS socket after STARTTLS. */
+  private socket: Socket;
   private readonly deps: ConnectionDeps;
   private readonly logger: Logger;
   private readonly queue = new ByteQueue();
@@ -40,33 +45,60 @@ export class NbdConnection {
   }
 
   start(): void {
-    const { socket } = this;
-    socket.on('data', (chunk: Buffer) => {
-      this.queue.push(chunk);
-      this.session?.pump();
+    this.attach(this.socket);
+    this.after(this.deps.limits.handshakeTimeoutMs, () => {
+      if (this.session) return;
+      this.logger.warn('handshake timed out');
+      this.deps.observer?.limitHit('handshake_timeout');
+      this.socket.destroy();
     });
-    socket.on('end', () => {
-      this.queue.end();
-      this.session?.onEnd();
-    });
-    socket.on('drain', () => this.session?.pump());
+    this.handshake().catch((err: unknown) => this.fail(err));
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.queue.push(chunk);
+    this.session?.pump();
+  };
+
+  private readonly onEnd = (): void => {
+    this.queue.end();
+    this.session?.onEnd();
+  };
+
+  private readonly onDrain = (): void => this.session?.pump();
+
+  private readonly onClose = (): void => {
+    if (this.isClosed) return; // after STARTTLS both the TLS socket and the plaintext one report it
+    this.isClosed = true;
+    this.queue.end();
+    for (const timer of this.timers) clearTimeout(timer);
+    this.logger.debug('connection closed');
+    this.markClosed();
+  };
+
+  /** Route a socket's events here: the accepted socket, then the TLS socket after STARTTLS. */
+  private attach(socket: Socket): void {
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('drain', this.onDrain);
     socket.on('error', (err) => {
       this.logger.debug({ err }, 'socket error');
       socket.destroy();
     });
-    socket.on('close', () => {
-      this.isClosed = true;
-      this.queue.end();
-      for (const timer of this.timers) clearTimeout(timer);
-      this.logger.debug('connection closed');
-      this.markClosed();
-    });
-    this.after(this.deps.limits.handshakeTimeoutMs, () => {
-      if (this.session) return;
-      this.logger.warn('handshake timed out');
-      socket.destroy();
-    });
-    this.handshake().catch((err: unknown) => this.fail(err));
+    socket.on('close', this.onClose);
+  }
+
+  private handshakeTls(): HandshakeTls | undefined {
+    const { tls } = this.deps;
+    return tls && { required: tls.mode === 'require', upgrade: (ack) => this.startTls(ack, tls) };
+  }
+
+  /** The one place the socket changes: plaintext to TLS, in the order tls-upgrade.ts explains. */
+  private async startTls(ack: Buffer, tls: NbdTls): Promise<void> {
+    const plain = this.socket;
+    plain.off('data', this.onData).off('end', this.onEnd).off('drain', this.onDrain);
+    this.socket = await upgradeToTls(plain, ack, this.queue, tls, this.logger);
+    this.attach(this.socket);
   }
 
   /** Finish in-flight requests and close; a connection still negotiating gets a short grace. */
@@ -88,6 +120,7 @@ export class NbdConnection {
       limits: this.deps.limits,
       logger: this.logger,
       shuttingDown: this.deps.shuttingDown,
+      tls: this.handshakeTls(),
     });
     if (negotiated) this.enterTransmission(negotiated);
     else this.socket.end(() => this.socket.destroy());
@@ -106,6 +139,7 @@ export class NbdConnection {
   private fail(err: unknown): void {
     if (err instanceof ProtocolError) this.logger.warn(`closing connection: ${err.message}`);
     else if (err instanceof ConnectionClosedError) this.logger.debug('client left during the handshake');
+    else if (err instanceof TlsHandshakeError) this.logger.warn(err.message);
     else this.logger.error({ err }, 'handshake failed');
     this.socket.destroy();
   }

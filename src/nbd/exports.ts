@@ -1,6 +1,20 @@
 // What the NBD server serves: named exports, each backed by one BlockDevice shared by every
 // connection to it (so FLUSH on one connection covers writes from all: CAN_MULTI_CONN).
-import type { BlockDevice } from '../block/device.ts';
+import type { BlockDevice, Extent } from '../block/device.ts';
+
+/**
+ * Dirty bitmaps an export offers as `qemu:dirty-bitmap:<name>` metadata contexts (qemu's
+ * convention: status bit 0 = dirty). Answered from memory, so synchronous.
+ */
+export interface DirtyBitmaps {
+  /** The bitmap names a client may select now (LIST/SET_META_CONTEXT). */
+  names(): string[];
+  /**
+   * Bitmap `name` from `offset`: contiguous extents with flags 1 (dirty) or 0 (clean), at least one,
+   * at most `maxExtents`, covering `length` bytes or less. undefined: the bitmap is gone or unusable.
+   */
+  extents(name: string, length: number, offset: number, maxExtents: number): Extent[] | undefined;
+}
 
 export interface NbdExport {
   /** '' is the default export. */
@@ -10,6 +24,8 @@ export interface NbdExport {
   device: BlockDevice;
   /** Force read-only even if the device is writable. */
   readOnly?: boolean;
+  /** Dirty bitmaps served as metadata contexts besides base:allocation (meta-contexts.ts). */
+  dirtyBitmaps?: DirtyBitmaps;
 }
 
 export interface ExportProvider {

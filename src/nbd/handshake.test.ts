@@ -46,7 +46,7 @@ async function run(pieces: Buffer[]): Promise<{ out: Buffer; result: Negotiated 
 describe('negotiate', () => {
   it('gives the same answers and result at every split point', async () => {
     const whole = await run([clientBytes]);
-    expect(whole.result).toMatchObject({ exportName: 'disk', size: 1 << 20, structured: true, baseAllocation: true });
+    expect(whole.result).toMatchObject({ exportName: 'disk', size: 1 << 20, structured: true, metaContexts: [{ id: 1, name: 'base:allocation' }] });
     for (let cut = 0; cut <= clientBytes.length; cut++) {
       const split = await run([clientBytes.subarray(0, cut), clientBytes.subarray(cut)]);
       expect(split.out.equals(whole.out)).toBe(true);

@@ -11,11 +11,10 @@ import { ProtocolError } from './errno.ts';
 import { exportFlags } from './export-flags.ts';
 import { blockSizes, type NbdLimits } from './limits.ts';
 import type { ExportProvider, NbdExport } from './exports.ts';
-import { BASE_ALLOCATION, HandshakeFlag, IHAVEOPT, Info, Opt, Rep, Size, optName } from './wire.ts';
+import { listMetaContexts, selectMetaContexts, type MetaContext } from './meta-contexts.ts';
+import { preTlsVerdict } from './tls-policy.ts';
+import { HandshakeFlag, IHAVEOPT, Info, Opt, Rep, Size, optName } from './wire.ts';
 import type { Logger } from '../log.ts';
-
-/** The context ID used for base:allocation after SET_META_CONTEXT. */
-export const BASE_ALLOCATION_ID = 1;
 
 export interface HandshakeIo {
   queue: ByteQueue;
@@ -25,6 +24,15 @@ export interface HandshakeIo {
   logger: Logger;
   /** True once the server is closing: every further option gets ERR_SHUTDOWN. */
   shuttingDown(): boolean;
+  /** Present when the server offers TLS (--tls on/require); absent: STARTTLS gets ERR_POLICY. */
+  tls?: HandshakeTls;
+}
+
+export interface HandshakeTls {
+  /** --tls require: only STARTTLS and ABORT before TLS (tls-policy.ts). */
+  required: boolean;
+  /** Send `ack` in plaintext and upgrade the connection; rejects if the TLS handshake fails. */
+  upgrade(ack: Buffer): Promise<void>;
 }
 
 /** What transmission needs from a successful handshake. */
@@ -35,8 +43,8 @@ export interface Negotiated {
   size: number;
   flags: number;
   structured: boolean;
-  /** base:allocation was selected for this export (BLOCK_STATUS allowed). */
-  baseAllocation: boolean;
+  /** The metadata contexts selected for this export (BLOCK_STATUS allowed when there are any). */
+  metaContexts: readonly MetaContext[];
 }
 
 interface State {
@@ -44,14 +52,18 @@ interface State {
   noZeroes: boolean;
   structured: boolean;
   /** Export name and selection of the last SET_META_CONTEXT. */
-  meta: { exportName: string; baseAllocation: boolean } | undefined;
+  meta: { exportName: string; contexts: MetaContext[] } | undefined;
   optionBudget: number;
   /** LIST raised the option budget already (only the first LIST does). */
   listed: boolean;
+  /** STARTTLS succeeded on this connection. */
+  tlsActive?: boolean;
+  /** A plaintext option was refused with ERR_TLS_REQD already (logged once per connection). */
+  plainRefused?: boolean;
 }
 
-/** A handler's outcome: keep negotiating, enter transmission, or end the connection quietly. */
-type Outcome = 'next' | 'abort' | Negotiated;
+/** A handler's outcome: keep negotiating, upgrade to TLS, enter transmission, or end the connection quietly. */
+type Outcome = 'next' | 'abort' | 'starttls' | Negotiated;
 type OptionHandler = (st: State, option: number, data: Buffer) => Outcome;
 
 function reply(st: State, option: number, type: number, payload?: Uint8Array): void {
@@ -65,10 +77,10 @@ function replyError(st: State, option: number, type: number, message: string): '
 }
 
 function negotiated(st: State, exp: NbdExport, name: string): Negotiated {
-  const selected = st.meta !== undefined && st.meta.exportName === name && st.meta.baseAllocation;
+  const selected = st.meta !== undefined && st.meta.exportName === name ? st.meta.contexts : [];
   return {
     exportName: name, export: exp, size: exp.device.size,
-    flags: exportFlags(exp, st.structured), structured: st.structured, baseAllocation: selected,
+    flags: exportFlags(exp, st.structured), structured: st.structured, metaContexts: selected,
   };
 }
 
@@ -116,7 +128,29 @@ function abort(st: State, option: number): Outcome {
 
 function startTls(st: State, option: number, data: Buffer): Outcome {
   if (data.length !== 0) return replyError(st, option, Rep.ERR_INVALID, 'STARTTLS takes no data');
-  return replyError(st, option, Rep.ERR_POLICY, 'TLS is not supported by this server');
+  if (!st.io.tls) return replyError(st, option, Rep.ERR_POLICY, 'TLS is not enabled on this server');
+  if (st.tlsActive) return replyError(st, option, Rep.ERR_INVALID, 'TLS is already active');
+  return 'starttls';
+}
+
+/** ACK in plaintext, upgrade; nothing negotiated before TLS survives it (the spec; qemu and nbdkit agree). */
+async function enterTls(st: State, option: number): Promise<void> {
+  await st.io.tls!.upgrade(encodeOptionReply(option, Rep.ACK));
+  st.tlsActive = true;
+  st.structured = false;
+  st.meta = undefined;
+}
+
+/** --tls require before TLS: true when the option was refused (ERR_TLS_REQD); EXPORT_NAME closes. */
+function refusedBeforeTls(st: State, option: number): boolean {
+  if (!st.io.tls?.required || st.tlsActive) return false;
+  const verdict = preTlsVerdict(option);
+  if (verdict === 'allow') return false;
+  if (verdict === 'close') throw new ProtocolError('plaintext EXPORT_NAME refused: TLS is required');
+  if (!st.plainRefused) st.io.logger.warn(`plaintext client refused: TLS is required (it sent ${optName(option)} without STARTTLS)`);
+  st.plainRefused = true;
+  replyError(st, option, Rep.ERR_TLS_REQD, 'TLS is required: send NBD_OPT_STARTTLS first');
+  return true;
 }
 
 function structuredReply(st: State, option: number, data: Buffer): Outcome {
@@ -126,24 +160,21 @@ function structuredReply(st: State, option: number, data: Buffer): Outcome {
   return 'next';
 }
 
-/** Does `query` select base:allocation? LIST also accepts the namespace wildcard `base:`. */
-function matchesBaseAllocation(query: string, listing: boolean): boolean {
-  return query === BASE_ALLOCATION || (listing && query === 'base:');
-}
-
+/** LIST (context ID 0) or SET (selection kept for GO on the same export); rules in meta-contexts.ts. */
 function metaContext(st: State, option: number, data: Buffer): Outcome {
   const listing = option === Opt.LIST_META_CONTEXT;
   if (!st.structured) return replyError(st, option, Rep.ERR_INVALID, 'negotiate STRUCTURED_REPLY first');
   const request = decodeMetaContextRequest(data, st.io.limits.maxStringLength);
   if (!request) return replyError(st, option, Rep.ERR_INVALID, 'malformed meta context data');
-  if (!st.io.exports.get(request.exportName)) {
-    return replyError(st, option, Rep.ERR_UNKNOWN, `no export named ${JSON.stringify(request.exportName)}`);
+  const exp = st.io.exports.get(request.exportName);
+  if (!exp) return replyError(st, option, Rep.ERR_UNKNOWN, `no export named ${JSON.stringify(request.exportName)}`);
+  if (listing) {
+    for (const name of listMetaContexts(exp, request.queries)) reply(st, option, Rep.META_CONTEXT, encodeMetaContextReply(0, name));
+  } else {
+    const contexts = selectMetaContexts(exp, request.queries);
+    for (const c of contexts) reply(st, option, Rep.META_CONTEXT, encodeMetaContextReply(c.id, c.name));
+    st.meta = { exportName: request.exportName, contexts };
   }
-  const selected = listing && request.queries.length === 0
-    ? true
-    : request.queries.some((q) => matchesBaseAllocation(q, listing));
-  if (selected) reply(st, option, Rep.META_CONTEXT, encodeMetaContextReply(listing ? 0 : BASE_ALLOCATION_ID, BASE_ALLOCATION));
-  if (!listing) st.meta = { exportName: request.exportName, baseAllocation: selected };
   reply(st, option, Rep.ACK);
   return 'next';
 }
@@ -172,7 +203,7 @@ async function readOption(st: State): Promise<{ option: number; data: Buffer } |
   }
   if (header.length > limits.maxOptionLength) {
     await queue.drain(header.length);
-    replyError(st, header.option, Rep.ERR_TOO_BIG, 'option data too large');
+    if (!refusedBeforeTls(st, header.option)) replyError(st, header.option, Rep.ERR_TOO_BIG, 'option data too large');
     return undefined;
   }
   return { option: header.option, data: await queue.read(header.length) };
@@ -200,11 +231,13 @@ export async function negotiate(io: HandshakeIo): Promise<Negotiated | undefined
       replyError(st, opt.option, Rep.ERR_SHUTDOWN, 'server is shutting down');
       return undefined;
     }
+    if (refusedBeforeTls(st, opt.option)) continue;
     const handler = OPTION_HANDLERS[opt.option];
     const outcome = handler
       ? handler(st, opt.option, opt.data)
       : replyError(st, opt.option, Rep.ERR_UNSUP, `option ${optName(opt.option)} is not supported`);
     if (outcome === 'abort') return undefined;
-    if (outcome !== 'next') return outcome;
+    if (outcome === 'starttls') await enterTls(st, opt.option);
+    else if (outcome !== 'next') return outcome;
   }
 }

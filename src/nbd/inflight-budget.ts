@@ -11,6 +11,11 @@ export class InflightBudget {
     this.max = maxBytes;
   }
 
+  /** Bytes held right now (read by metrics). */
+  get usedBytes(): number {
+    return this.used;
+  }
+
   get exhausted(): boolean {
     return this.used >= this.max;
   }

@@ -42,6 +42,15 @@ export const DEFAULT_LIMITS: NbdLimits = {
   shutdownTimeoutMs: 30_000,
 };
 
+/**
+ * The limits whose hits are counted for metrics: `connections` (refused at accept),
+ * `handshake_timeout`, and the flow limits that stop a connection from reading requests
+ * (per connection: `inflight_requests`, `inflight_bytes`, `send_buffer`; server-wide:
+ * `server_inflight_bytes`).
+ */
+export const LIMIT_NAMES = ['connections', 'handshake_timeout', 'inflight_requests', 'inflight_bytes', 'send_buffer', 'server_inflight_bytes'] as const;
+export type LimitName = (typeof LIMIT_NAMES)[number];
+
 export function resolveLimits(partial: Partial<NbdLimits> = {}): NbdLimits {
   return { ...DEFAULT_LIMITS, ...partial };
 }

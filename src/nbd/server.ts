@@ -9,6 +9,8 @@ import { NbdConnection, type ConnectionDeps } from './connection.ts';
 import type { ExportProvider } from './exports.ts';
 import { InflightBudget } from './inflight-budget.ts';
 import { resolveLimits, type NbdLimits } from './limits.ts';
+import type { NbdObserver } from './session.ts';
+import { logTls, type NbdTls } from './tls-credentials.ts';
 import { silentLogger, type Logger } from '../log.ts';
 
 export interface NbdServerOptions {
@@ -17,6 +19,10 @@ export interface NbdServerOptions {
   limits?: Partial<NbdLimits>;
   /** Buffers for READ replies and WRITE payloads, shared by every connection; default: a new pool. */
   bufferPool?: BufferPool;
+  /** TLS for every listener (tls-credentials.ts loadTls); default: none, STARTTLS is refused. */
+  tls?: NbdTls;
+  /** Metrics hooks (requests per export, limits hit); default: none. */
+  observer?: NbdObserver;
 }
 
 /** Idle buffers a server's own pool keeps for reuse. */
@@ -30,6 +36,8 @@ export class NbdServer {
   private readonly connections = new Set<NbdConnection>();
   private readonly budget: InflightBudget;
   private readonly buffers: BufferPool;
+  private readonly tls: NbdTls | undefined;
+  private readonly observer: NbdObserver | undefined;
   private closing = false;
   private nextId = 1;
 
@@ -39,6 +47,14 @@ export class NbdServer {
     this.limits = resolveLimits(opts.limits);
     this.budget = new InflightBudget(this.limits.maxServerInflightBytes);
     this.buffers = opts.bufferPool ?? new BufferPool(DEFAULT_POOL_BYTES);
+    this.tls = opts.tls;
+    if (this.tls) logTls(this.tls, this.logger);
+    this.observer = opts.observer;
+  }
+
+  /** Bytes held for clients right now, server-wide: request payloads in progress and unflushed replies. */
+  get inflightBytes(): number {
+    return this.budget.usedBytes;
   }
 
   /** Listen on a Unix socket created with mode 0600; a stale socket is replaced, a live one or another file is SocketInUseError. */
@@ -100,10 +116,13 @@ export class NbdServer {
     if (this.closing) return void socket.destroy();
     if (this.connections.size >= this.limits.maxConnections) {
       logger.warn(`refusing connection: ${this.connections.size} connections already open`);
+      this.observer?.limitHit('connections');
       return void socket.destroy();
     }
     const deps: ConnectionDeps = {
       exports: this.exports, limits: this.limits, budget: this.budget, buffers: this.buffers, logger, shuttingDown: () => this.closing,
+      tls: this.tls,
+      observer: this.observer,
     };
     const conn = new NbdConnection(socket, deps, logger);
     this.connections.add(conn);

@@ -11,7 +11,7 @@ import { COMMAND_HANDLERS, needsStructuredError, type CommandTarget } from './co
 import { NbdError, ProtocolError, errorMessage, toNbdErrno } from './errno.ts';
 import type { Negotiated } from './handshake.ts';
 import type { InflightBudget } from './inflight-budget.ts';
-import type { NbdLimits } from './limits.ts';
+import type { LimitName, NbdLimits } from './limits.ts';
 import { RequestReader, type ReaderItem } from './request-reader.ts';
 import { validateRequest } from './validate.ts';
 import { Cmd, cmdName } from './wire.ts';
@@ -25,6 +25,22 @@ export interface SessionShared {
   budget: InflightBudget;
   /** Server-wide pool for READ replies and WRITE payloads. */
   buffers: BufferPool;
+  /** Metrics hooks; absent, the request path pays one null check. */
+  observer?: NbdObserver | undefined;
+}
+
+/** One export's request accounting (metrics): plain counters, read at scrape time. */
+export interface RequestStats {
+  /** A request was answered: command, length, errno (0: success), performance.now() at dispatch (-1: rejected before). */
+  answered(type: number, length: number, errno: number, startedMs: number): void;
+}
+
+/** What the NBD server tells an observer (metrics). nbd/ defines it so that it imports nothing above. */
+export interface NbdObserver {
+  /** A connection to `exportName` entered transmission; its requests are counted in what this returns. */
+  connected(exportName: string): RequestStats;
+  /** A limit refused a client or stopped a connection from reading requests. */
+  limitHit(limit: LimitName): void;
 }
 
 /** Why the session stopped taking new requests. */
@@ -41,6 +57,8 @@ export class TransmissionSession implements CommandTarget {
   private readonly limits: NbdLimits;
   private readonly logger: Logger;
   private readonly budget: InflightBudget;
+  private readonly observer: NbdObserver | undefined;
+  private readonly stats: RequestStats | undefined;
   private inflightRequests = 0;
   private inflightBytes = 0;
   /** Reply bytes handed to the socket and not yet flushed. */
@@ -66,7 +84,9 @@ export class TransmissionSession implements CommandTarget {
     this.structured = negotiated.structured;
     this.limits = limits;
     this.logger = logger;
-    const ctx = { size: negotiated.size, flags: negotiated.flags, baseAllocation: negotiated.baseAllocation, maxPayload: limits.maxPayload };
+    this.observer = shared.observer;
+    this.stats = shared.observer?.connected(negotiated.exportName);
+    const ctx = { size: negotiated.size, flags: negotiated.flags, metaContext: negotiated.metaContexts.length > 0, maxPayload: limits.maxPayload };
     this.reader = new RequestReader(queue, (req) => validateRequest(req, ctx), buffers);
   }
 
@@ -74,7 +94,7 @@ export class TransmissionSession implements CommandTarget {
   pump(): void {
     if (this.dead || this.finished) return;
     try {
-      while (this.stop !== 'disc' && !this.blocked()) {
+      while (this.stop !== 'disc' && !this.blockedBy()) {
         const item = this.reader.next();
         if (!item) break;
         this.dispatch(item);
@@ -126,55 +146,72 @@ export class TransmissionSession implements CommandTarget {
     });
   }
 
-  /** A connection holding nothing (no request, no unflushed reply) may always start one request, so none starves. */
-  private blocked(): boolean {
-    if (this.inflightBytes >= this.limits.maxInflightBytes
-      || this.inflightRequests >= this.limits.maxInflightRequests
-      || this.socket.writableLength >= this.limits.maxInflightBytes) return true;
-    if (!this.budget.exhausted || (this.inflightRequests === 0 && this.unflushedBytes === 0)) return false;
+  /**
+   * The limit that keeps this connection from starting a request now, if any. A connection holding
+   * nothing (no request, no unflushed reply) may always start one request, so none starves.
+   */
+  private blockedBy(): LimitName | undefined {
+    if (this.inflightBytes >= this.limits.maxInflightBytes) return 'inflight_bytes';
+    if (this.inflightRequests >= this.limits.maxInflightRequests) return 'inflight_requests';
+    if (this.socket.writableLength >= this.limits.maxInflightBytes) return 'send_buffer';
+    if (!this.budget.exhausted || (this.inflightRequests === 0 && this.unflushedBytes === 0)) return undefined;
     this.budget.wait(this.wake);
-    return true;
+    return 'server_inflight_bytes';
   }
 
   private updateFlow(): void {
-    const wantPaused = this.stop !== 'running' || this.blocked();
-    if (wantPaused && !this.socket.isPaused()) this.socket.pause();
-    else if (!wantPaused && this.socket.isPaused()) this.socket.resume();
+    const limit = this.stop === 'running' ? this.blockedBy() : undefined;
+    const wantPaused = this.stop !== 'running' || limit !== undefined;
+    if (wantPaused && !this.socket.isPaused()) {
+      this.socket.pause();
+      if (limit) this.observer?.limitHit(limit);
+    } else if (!wantPaused && this.socket.isPaused()) this.socket.resume();
   }
 
   private dispatch(item: ReaderItem): void {
     const { req } = item;
-    if (item.error) return this.replyError(req, item.error);
+    if (item.error) return this.reject(req, item.error);
     if (req.type === Cmd.DISC) {
       this.stop = 'disc';
       return;
     }
-    if (this.stop === 'shutdown') return this.replyError(req, new NbdError('ESHUTDOWN', 'server is shutting down'));
+    if (this.stop === 'shutdown') return this.reject(req, new NbdError('ESHUTDOWN', 'server is shutting down'));
     const cost = req.type === Cmd.READ || req.type === Cmd.WRITE ? req.length : 0;
     this.inflightRequests++;
     this.inflightBytes += cost;
     this.budget.take(cost);
+    const started = this.stats ? performance.now() : -1;
+    let errno = 0;
     const done = (): void => {
       this.inflightRequests--;
       this.inflightBytes -= cost;
       this.budget.give(cost);
+      this.stats?.answered(req.type, req.length, errno, started);
       this.pump();
     };
     try {
       const result = COMMAND_HANDLERS[req.type](this, req, item.payload);
-      if (result) result.then(done, (err: unknown) => { this.replyError(req, err); done(); });
+      if (result) result.then(done, (err: unknown) => { errno = this.replyError(req, err); done(); });
       else done();
     } catch (err) {
-      this.replyError(req, err);
+      errno = this.replyError(req, err);
       done();
     }
   }
 
-  private replyError(req: Request, err: unknown): void {
+  /** Answer a request refused before it ran (validation, shutdown). */
+  private reject(req: Request, err: unknown): void {
+    const errno = this.replyError(req, err);
+    this.stats?.answered(req.type, req.length, errno, -1);
+  }
+
+  /** Send the error reply; returns the errno sent. */
+  private replyError(req: Request, err: unknown): number {
     const errno = toNbdErrno(err, req.flags, this.logger);
     if (err instanceof NbdError) this.logger.debug(`${cmdName(req.type)} rejected: ${err.message}`);
     if (this.structured && needsStructuredError(req.type)) this.send(encodeErrorChunk(req.cookie, errno, errorMessage(err)));
     else this.send(encodeSimpleReply(errno, req.cookie));
+    return errno;
   }
 
   /** Once stopped and idle: flush the replies and close our side. */

@@ -5,7 +5,7 @@ import { validateRequest, type ValidationContext } from './validate.ts';
 import { CMD, FLAG, request } from '../../test/support/nbd-test-client.ts';
 
 const RW = 0x1 | 0x4 | 0x8 | 0x20 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800; // every flag but READ_ONLY/ROTATIONAL
-const ctx: ValidationContext = { size: 1 << 20, flags: RW, baseAllocation: true, maxPayload: 1 << 16 };
+const ctx: ValidationContext = { size: 1 << 20, flags: RW, metaContext: true, maxPayload: 1 << 16 };
 const roCtx: ValidationContext = { ...ctx, flags: 0x1 | 0x2 | 0x100 | 0x400 };
 
 function check(type: number, o: Parameters<typeof request>[1], c = ctx): string | undefined {
@@ -45,7 +45,7 @@ describe('validateRequest', () => {
   });
 
   it('BLOCK_STATUS needs a selected context', () => {
-    expect(check(CMD.BLOCK_STATUS, { length: 1 }, { ...ctx, baseAllocation: false })).toBe('EINVAL');
+    expect(check(CMD.BLOCK_STATUS, { length: 1 }, { ...ctx, metaContext: false })).toBe('EINVAL');
   });
 });
 

@@ -10,7 +10,8 @@ export interface ValidationContext {
   size: number;
   /** Advertised transmission flags. */
   flags: number;
-  baseAllocation: boolean;
+  /** At least one metadata context was selected (BLOCK_STATUS allowed). */
+  metaContext: boolean;
   maxPayload: number;
 }
 
@@ -72,6 +73,6 @@ export function validateRequest(req: Request, ctx: ValidationContext): NbdError 
   if (flagError) return flagError;
   if (rule.writes && ctx.flags & TxFlag.READ_ONLY) return fail('export is read-only', 'EPERM');
   if (rule.needs && !(ctx.flags & rule.needs)) return fail('command was not advertised');
-  if (req.type === Cmd.BLOCK_STATUS && !ctx.baseAllocation) return fail('no metadata context selected');
+  if (req.type === Cmd.BLOCK_STATUS && !ctx.metaContext) return fail('no metadata context selected');
   return checkRange(req, rule, ctx);
 }

@@ -115,8 +115,12 @@ export const Size = {
   CHUNK_HEADER: 20,
 } as const;
 
-/** The one metadata context this server offers. */
+/** The metadata context every export offers. */
 export const BASE_ALLOCATION = 'base:allocation';
+/** Prefix of qemu's dirty-bitmap contexts, `qemu:dirty-bitmap:<name>` (status bit 0 = dirty). */
+export const DIRTY_BITMAP_PREFIX = 'qemu:dirty-bitmap:';
+/** NBD_STATE_DIRTY, bit 0 of a dirty-bitmap context's status (qemu's docs/interop/nbd.rst). */
+export const STATE_DIRTY = 1;
 
 function invert(table: Record<string, number>): Map<number, string> {
   return new Map(Object.entries(table).map(([name, value]) => [value, name]));

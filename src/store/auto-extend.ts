@@ -97,8 +97,8 @@ export class AutoExtendingStore implements MergeableStore {
     return this.inner.close();
   }
 
-  prepareMerge(): Promise<MergeRun | null> {
-    return this.mergeable().prepareMerge();
+  prepareMerge(maxChunks?: number): Promise<MergeRun[]> {
+    return this.mergeable().prepareMerge(maxChunks);
   }
 
   commitMerge(count: number): Promise<void> {

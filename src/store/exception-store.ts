@@ -69,9 +69,13 @@ export interface MergeRun {
  * while merging.
  */
 export interface MergeableStore extends ExceptionStore {
-  /** The next run: the table's last exceptions, consecutive in both chunks, within one area. null when none is left. */
-  prepareMerge(): Promise<MergeRun | null>;
-  /** Drop the last `count` records, durably (the caller copied them to the origin and flushed it). */
+  /**
+   * The next runs, from the end of the table backwards: each run is the kernel's (consecutive in
+   * both chunks, within one area); runs are added until they hold `maxChunks` chunks (default 1:
+   * one run, as the kernel). Empty when every exception is merged.
+   */
+  prepareMerge(maxChunks?: number): Promise<MergeRun[]>;
+  /** Drop the last `count` records, durably (the caller copied their chunks to the origin and flushed it). */
   commitMerge(count: number): Promise<void>;
 }
 

@@ -17,8 +17,9 @@ import type { BlockDevice, WriteOptions, ZeroOptions } from '../block/device.ts'
 import { BlockError } from '../block/errors.ts';
 import type { ExceptionStore } from '../store/exception-store.ts';
 import { silentLogger, type Logger } from '../log.ts';
+import { SnapshotMerge, type MergeHost } from './merge.ts';
 import { SharedOriginRead } from './shared-origin-read.ts';
-import { Snapshot } from './snapshot.ts';
+import { Snapshot, type CopyObserver } from './snapshot.ts';
 import { WriteGate } from './write-gate.ts';
 import { SNAPSHOT_CAPS, writeZeroes } from './zero-write.ts';
 
@@ -26,6 +27,8 @@ export interface SnapshotOriginOptions {
   logger?: Logger;
   /** Copy-out buffers for its snapshots (the daemon shares the NBD server's); its lease cap bounds their copies. */
   bufferPool?: BufferPool;
+  /** Metrics hook given to each of its snapshots (Snapshot's CopyObserver). */
+  onCopy?: CopyObserver;
 }
 
 export class SnapshotOrigin implements BlockDevice {
@@ -37,11 +40,15 @@ export class SnapshotOrigin implements BlockDevice {
   private readonly gate = new WriteGate();
   private readonly log: Logger;
   private readonly pool: BufferPool;
+  private readonly onCopy: CopyObserver | undefined;
+  /** The snapshot being merged into this origin (the kernel's snapshot-merge target), if any. */
+  private merging: SnapshotMerge | null = null;
 
   constructor(next: BlockDevice, opts: SnapshotOriginOptions = {}) {
     this.next = next;
     this.log = opts.logger ?? silentLogger();
     this.pool = opts.bufferPool ?? new BufferPool(16 * 1024 * 1024);
+    this.onCopy = opts.onCopy;
   }
 
   get size(): number {
@@ -56,6 +63,55 @@ export class SnapshotOrigin implements BlockDevice {
     return this.active;
   }
 
+  /** The merge in progress (or failed, still routing I/O), if any. */
+  get merge(): SnapshotMerge | null {
+    return this.merging;
+  }
+
+  /**
+   * Start merging `snapshot` into this origin (see merge.ts): from now on the origin shows the
+   * snapshot's content, the snapshot gets no more copy-outs, and its exceptions go back to the
+   * origin in the background. Origin writes in flight are drained first.
+   */
+  async startMerge(snapshot: Snapshot, log: Logger, opts: { totalChunks?: number; batchBytes?: number } = {}): Promise<SnapshotMerge> {
+    if (this.merging) throw new BlockError('EINVAL', 'a snapshot of this origin is already merging');
+    if (!this.active.includes(snapshot)) throw new BlockError('EINVAL', 'not a snapshot of this origin');
+    const reopen = await this.gate.close();
+    try {
+      this.active = this.active.filter((s) => s !== snapshot);
+      const host: MergeHost = {
+        next: this.next,
+        pool: this.pool,
+        preserveOthers: async (offset, length) => {
+          const waits = this.preserveRange(offset, length);
+          if (waits.length > 0) await Promise.all(waits);
+        },
+        originWrite: (buf, offset, opts) => this.writeThrough(buf, offset, opts),
+      };
+      this.merging = new SnapshotMerge(host, snapshot, log, opts);
+      return this.merging;
+    } finally {
+      reopen();
+    }
+  }
+
+  /**
+   * End the merge: stop it if it still runs (it resumes from its store at the next start), drain
+   * the origin's writes, go back to plain snapshot-origin I/O, and close the merged snapshot.
+   */
+  async endMerge(): Promise<void> {
+    const merge = this.merging;
+    if (!merge) return;
+    await merge.stop();
+    const reopen = await this.gate.close();
+    try {
+      this.merging = null;
+    } finally {
+      reopen();
+    }
+    await merge.snapshot.close();
+  }
+
   /**
    * Activate a snapshot backed by `store` at this moment: its exceptions are loaded, origin writes
    * in flight are drained and flushed, and every origin write acknowledged from now on is
@@ -66,7 +122,8 @@ export class SnapshotOrigin implements BlockDevice {
     // An origin that grew since leaves it unchanged; one shorter than it is refused.
     const size = opts.size ?? this.next.size;
     if (size > this.next.size) throw new BlockError('EINVAL', `the origin (${this.next.size} bytes) is shorter than the snapshot (${size} bytes)`);
-    const snapshot = new Snapshot(this.next, store, size, { logger: opts.logger ?? this.log, bufferPool: this.pool });
+    if (this.merging) throw new BlockError('EINVAL', 'a snapshot of this origin is merging: no new snapshot until it is done');
+    const snapshot = new Snapshot(this.next, store, size, { logger: opts.logger ?? this.log, bufferPool: this.pool, onCopy: this.onCopy });
     const reopen = await this.gate.close();
     try {
       await this.next.flush();
@@ -86,23 +143,28 @@ export class SnapshotOrigin implements BlockDevice {
   }
 
   read(buf: Uint8Array, offset: number): Promise<void> {
-    return this.next.read(buf, offset);
+    return this.merging ? this.merging.read(buf, offset) : this.next.read(buf, offset);
   }
 
   async write(buf: Uint8Array, offset: number, opts?: WriteOptions): Promise<void> {
     const wait = this.gate.enter();
     if (wait) await wait;
     try {
-      const preserving = this.preserveRange(offset, buf.length);
-      if (preserving.length > 0) await Promise.all(preserving);
-      await this.next.write(buf, offset, opts);
+      await (this.merging ? this.merging.write(buf, offset, opts) : this.writeThrough(buf, offset, opts));
     } finally {
       this.gate.leave();
     }
   }
 
+  /** Preserve what the write overwrites in every active snapshot, then write the origin. */
+  private async writeThrough(buf: Uint8Array, offset: number, opts?: WriteOptions): Promise<void> {
+    const preserving = this.preserveRange(offset, buf.length);
+    if (preserving.length > 0) await Promise.all(preserving);
+    await this.next.write(buf, offset, opts);
+  }
+
   flush(): Promise<void> {
-    return this.next.flush();
+    return this.merging ? this.merging.flush() : this.next.flush();
   }
 
   async trim(_length: number, _offset: number): Promise<void> {
@@ -115,7 +177,7 @@ export class SnapshotOrigin implements BlockDevice {
 
   /** Close the origin device; every snapshot must have been removed first. */
   async close(): Promise<void> {
-    if (this.active.length > 0) throw new BlockError('EINVAL', 'origin still has snapshots');
+    if (this.active.length > 0 || this.merging) throw new BlockError('EINVAL', 'origin still has snapshots');
     await this.next.close();
   }
 

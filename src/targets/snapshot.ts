@@ -25,6 +25,7 @@ import { splitByUnit } from '../block/ranges.ts';
 import type { ExceptionStore } from '../store/exception-store.ts';
 import { ExceptionTable } from '../store/exception-table.ts';
 import { silentLogger, type Logger } from '../log.ts';
+import { ChangedMap } from './changed-map.ts';
 import { ChunkTracker } from './chunk-tracker.ts';
 import { CowRun } from './cow-run.ts';
 import { COPY_PIECE_BYTES, copyOriginRange } from './origin-copy.ts';
@@ -36,7 +37,15 @@ export interface SnapshotOptions {
   logger?: Logger;
   /** Where copy-out buffers come from (shared with the NBD server in the daemon). */
   bufferPool?: BufferPool;
+  /** Metrics hook, told of every copy-out that completed (see CopyObserver). */
+  onCopy?: CopyObserver;
 }
+
+/**
+ * Told of each origin chunk copied into the COW once its exception is complete (copied, committed
+ * durable, published), with the time since it was allocated in ms: what an origin write waits for.
+ */
+export type CopyObserver = (snapshot: Snapshot, durationMs: number) => void;
 
 /** Who asked for an exception: it decides what a full PO store does (overflow vs invalidate). */
 type Cause = 'origin' | 'snapshot';
@@ -57,12 +66,15 @@ export class Snapshot implements BlockDevice {
   readonly readOnly = false;
   readonly caps = SNAPSHOT_CAPS;
   readonly chunkBytes: number;
+  /** The chunks that changed since the snapshot was taken (its exceptions, pending ones included). */
+  readonly changed: ChangedMap;
   private readonly source: BlockDevice;
   private readonly table: ExceptionTable;
   private readonly pending = new Map<number, PendingException>();
   private readonly tracked = new ChunkTracker();
   private readonly log: Logger;
   private readonly pool: BufferPool;
+  private readonly onCopy: CopyObserver | undefined;
   private closed = false;
   /** Settles once the invalidation (valid=0 header) is written; origin writes wait for it. */
   private invalidation: Promise<void> | undefined;
@@ -75,14 +87,26 @@ export class Snapshot implements BlockDevice {
     this.blockSize = Math.max(source.blockSize, store.cow.blockSize);
     this.chunkBytes = store.chunkBytes;
     this.log = opts.logger ?? silentLogger();
+    this.onCopy = opts.onCopy;
     this.pool = opts.bufferPool ?? new BufferPool(8 * Math.min(store.chunkBytes, COPY_PIECE_BYTES));
     this.table = new ExceptionTable(store.recordCount);
-    this.table.insertAll((add) => store.load(add));
+    this.changed = new ChangedMap(size, store.chunkBytes);
+    this.table.insertAll((add) => store.load((oldChunk, newChunk) => (this.changed.mark(oldChunk), add(oldChunk, newChunk))));
   }
 
   /** Number of completed exceptions. */
   get exceptionCount(): number {
     return this.table.size;
+  }
+
+  /** The COW chunk holding origin chunk `chunk`, or -1 (merge.ts routes the origin's I/O by it). */
+  mappedChunk(chunk: number): number {
+    return this.table.lookup(chunk);
+  }
+
+  /** Drop a completed exception whose chunk was merged back into the origin (merge.ts). */
+  forgetException(chunk: number): void {
+    this.table.delete(chunk);
   }
 
   /** The info field of `dmsetup status` for this snapshot (total: the COW's current size). */
@@ -110,7 +134,7 @@ export class Snapshot implements BlockDevice {
     if (this.table.lookup(chunk) >= 0) return undefined;
     const created = this.allocate(chunk, 'origin');
     if (!created) return this.invalidation; // full: the origin write waits for valid=0 on disk
-    void this.complete(created, () => this.copyShared(created, shared));
+    void this.complete(created, () => this.copyShared(created, shared), true);
     return created.settled;
   }
 
@@ -236,7 +260,7 @@ export class Snapshot implements BlockDevice {
       // write laid over it. Either is written once, and the commit makes the write durable along
       // with the exception (so FUA needs nothing more).
       const whole = within === 0 && data.length === cb;
-      void this.complete(created, () => (whole ? this.store.cow.write(data, created.newChunk * cb) : this.copyFromOrigin(created, data, within)));
+      void this.complete(created, () => (whole ? this.store.cow.write(data, created.newChunk * cb) : this.copyFromOrigin(created, data, within)), !whole);
       return created.done;
     }
     await pe.done;
@@ -261,6 +285,7 @@ export class Snapshot implements BlockDevice {
     }
     const pe = newPendingException(chunk, newChunk);
     this.pending.set(chunk, pe);
+    this.changed.mark(chunk); // before the chunk can read differently anywhere (changed-map.ts)
     return pe;
   }
 
@@ -278,8 +303,10 @@ export class Snapshot implements BlockDevice {
     }
   }
 
-  /** Fill, commit, publish, drain tracked reads, release waiters. Never throws. */
-  private async complete(pe: PendingException, fill: () => Promise<void>): Promise<void> {
+  /** Fill, commit, publish, drain tracked reads, release waiters. Never throws. `copy`: the fill copies from the origin. */
+  private async complete(pe: PendingException, fill: () => Promise<void>, copy = false): Promise<void> {
+    const observe = copy ? this.onCopy : undefined;
+    const started = observe ? performance.now() : 0;
     try {
       await fill();
       await this.store.commit(pe.oldChunk, pe.newChunk);
@@ -287,6 +314,7 @@ export class Snapshot implements BlockDevice {
       const reads = this.tracked.drained(pe.oldChunk);
       if (reads) await reads;
       pe.resolve();
+      observe?.(this, performance.now() - started);
     } catch (err) {
       await this.invalidate(`exception for chunk ${pe.oldChunk} failed: ${(err as Error).message}`);
       pe.reject(new BlockError('EIO', 'snapshot invalidated', { cause: err }));

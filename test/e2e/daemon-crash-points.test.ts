@@ -1,5 +1,5 @@
 // Crash consistency of the catalog and the files: the daemon is SIGKILLed (NBDSNAP_FAULT) at each
-// step of origin add, snapshot create and remove, and origin remove; after a restart the catalog,
+// step of origin add, snapshot create, remove and merge, and origin remove; after a restart the catalog,
 // the COW files and the served exports must agree, nothing half-made is served, and the same
 // operation succeeds when retried.
 import { describe, it, expect } from 'vitest';
@@ -81,6 +81,16 @@ const removedAll = async (d: DaemonHandle, w: World) => {
   expect(await served(d, 'base')).toBe(false);
 };
 
+/** Merging s1 resumes at the restart: wait for it; the origin is s1's content (before 0x22), s2 intact. */
+const mergedS1 = async (d: DaemonHandle, w: World) => {
+  const deadline = Date.now() + 60_000;
+  while ((await names(d, 'snapshot')).length > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  expect(await names(d, 'snapshot')).toEqual(['s2:active']);
+  expect(fs.existsSync(w.cow('s1'))).toBe(false);
+  expect((await readExport(d, 'base')).equals(model(SIZE, [[0, SIZE, 0x11]]))).toBe(true);
+  await expectPointInTime(d, 's2');
+};
+
 const CASES: Case[] = [
   {
     point: 'origin-add:after-row',
@@ -138,6 +148,12 @@ const CASES: Case[] = [
     check: removedAll,
     retry: (w: World) => ['origin', 'add', 'base', w.base],
   })),
+  ...['after-mark', 'after-detach'].map((step) => ({
+    point: `snapshot-merge:${step}`,
+    withSnapshots: true,
+    action: () => ['snapshot', 'merge', 's1', '--wait'],
+    check: mergedS1,
+  })),
 ];
 
 describe.concurrent('crash points', () => {
@@ -158,7 +174,7 @@ describe.concurrent('crash points', () => {
       try {
         await c.check(d, w);
         if (c.retry) await d.ok(...c.retry(w));
-        if (c.withSnapshots && !c.point.startsWith('origin-remove')) {
+        if (c.withSnapshots && !c.point.startsWith('origin-remove') && !c.point.startsWith('snapshot-merge')) {
           expect((await readExport(d, 'base')).subarray(0, 65536).every((b) => b === 0x22)).toBe(true);
         }
       } finally {

@@ -20,6 +20,7 @@ describe('defaults', () => {
       nbdSocket: '/home/u/.local/state/nbdsnap/nbd.sock',
       controlSocket: '/home/u/.local/state/nbdsnap/control.sock',
       listen: null,
+      metrics: null,
       logLevel: 'info',
       autoextendThreshold: 100,
       autoextendPercent: 20,

@@ -70,7 +70,7 @@ describe('control server and client', () => {
   });
 
   const stubs = (): Handlers => ({
-    'daemon.info': async () => ({ version: 'x', pid: 1, dataDir: '/d', controlSocket: '/c', nbdSocket: '/n', tcp: null }),
+    'daemon.info': async () => ({ version: 'x', pid: 1, dataDir: '/d', controlSocket: '/c', nbdSocket: '/n', tcp: null, metrics: null }),
     'origin.add': async (r) => {
       throw new ControlError('EXISTS', `${r.name} exists`);
     },
@@ -82,10 +82,14 @@ describe('control server and client', () => {
       throw new ControlError('INVALID', 'no');
     },
     'snapshot.remove': async (r) => ({ removed: [r.name] }),
+    'snapshot.merge': async () => {
+      throw new ControlError('NOT_FOUND', 'no');
+    },
     'snapshot.resize': async () => {
       throw new ControlError('NOT_FOUND', 'no');
     },
     'snapshot.list': async () => [],
+    'snapshot.diff': async (r) => ({ name: r.name, origin: 'o', sizeBytes: 0, chunkBytes: 4096, changedBytes: 0, extents: [] }),
     'status': async () => [],
     'table': async () => [],
   });

@@ -29,7 +29,7 @@ function file(name: string, size: number): FileDevice {
 const originRow = (name: string): OriginRow => ({ name, path: path.join(dir, name), sizeBytes: 4 * MiB, state: 'ready', createdAt: '' });
 const snapRow = (name: string, origin: string): SnapshotRow => ({
   name, origin, cowPath: path.join(dir, `${name}.cow`), kind: 'P', chunkSectors: 8, cowCreated: true, state: 'ready', createdAt: '', failure: null,
-  sizeBytes: null, autoextendThreshold: null, autoextendPercent: null,
+  sizeBytes: null, autoextendThreshold: null, autoextendPercent: null, mergeTotal: null,
 });
 
 function withClients(events: string[]) {

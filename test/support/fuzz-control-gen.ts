@@ -38,7 +38,7 @@ function hostileValue(env: ControlFuzzEnv, rng: Rng): unknown {
   }
 }
 
-const OPS = ['daemon.info', 'origin.add', 'origin.remove', 'origin.list', 'snapshot.create', 'snapshot.remove', 'snapshot.list', 'status', 'table'];
+const OPS = ['daemon.info', 'origin.add', 'origin.remove', 'origin.list', 'snapshot.create', 'snapshot.remove', 'snapshot.list', 'snapshot.diff', 'status', 'table'];
 
 /** A plausible request of a random op (valid more often than not, before mutation). */
 function template(env: ControlFuzzEnv, rng: Rng): Record<string, unknown> {
@@ -54,6 +54,7 @@ function template(env: ControlFuzzEnv, rng: Rng): Record<string, unknown> {
       return { op, name: fresh, origin: rng.chance(0.8) ? env.origin : name, ...store, kind: rng.pick(['P', 'PO', 'N']), chunkSectors: 2 ** rng.int(0, 8) };
     }
     case 'snapshot.list': return rng.chance(0.5) ? { op } : { op, origin: name };
+    case 'snapshot.diff':
     case 'status':
     case 'table': return rng.chance(0.5) ? { op } : { op, name };
     default: return { op };

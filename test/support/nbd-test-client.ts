@@ -81,6 +81,11 @@ export class RawClient {
     }));
   }
 
+  /** A client over a socket that is connected already (the TLS socket after STARTTLS). */
+  static over(socket: net.Socket): RawClient {
+    return new RawClient(socket);
+  }
+
   static connect(path: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
       const socket = net.connect(path);

@@ -147,10 +147,13 @@ export class NbdsnapDaemon {
   private child: ChildProcess | null = null;
   private exited: string | null = null;
   readonly dir: string;
+  /** More `nbdsnap daemon` flags (--listen, --tls ...). */
+  private readonly extraArgs: string[];
 
   /** `dir` holds the data dir, sockets and log; it must not be shared with another daemon. */
-  constructor(dir: string) {
+  constructor(dir: string, extraArgs: string[] = []) {
     this.dir = dir;
+    this.extraArgs = extraArgs;
     fs.mkdirSync(dir, { recursive: true });
     this.nbdSocket = path.join(dir, 'nbd.sock');
     this.control = path.join(dir, 'control.sock');
@@ -164,7 +167,7 @@ export class NbdsnapDaemon {
     const data = path.join(this.dir, 'data');
     fs.mkdirSync(data, { recursive: true });
     const log = fs.openSync(this.log, 'a');
-    const child = spawn(nbdsnapBin, ['daemon', '--data-dir', data, '--socket', this.nbdSocket, '--control', this.control], {
+    const child = spawn(nbdsnapBin, ['daemon', '--data-dir', data, '--socket', this.nbdSocket, '--control', this.control, ...this.extraArgs], {
       stdio: ['ignore', log, log],
     });
     fs.closeSync(log);

@@ -24,6 +24,7 @@ import {
 } from './scenarios.ts';
 import { ImageModel, ORIGIN, patternImage, sha256Of } from './workload.ts';
 import { nbdsnapIoFaults } from './faults.ts';
+import { nbdsnapTls } from './tls.ts';
 
 const seed = Number(process.env.NBDSNAP_VM_SEED ?? 6);
 const workRoot = process.env.NBDSNAP_VM_WORK ?? '/tmp/nbdsnap-vm';
@@ -406,6 +407,7 @@ const tests: TestCase[] = [
     run: async (_c, d) => { requireDaemon(); await replayFixture(() => new NbdsnapBackend(d), d, ['overflow-cs8']); },
   },
   { name: 'nbdsnap-io-faults', daemon: true, run: nbdsnapIoFaults },
+  { name: 'nbdsnap-tls', daemon: true, run: nbdsnapTls },
 ];
 
 /** Unfreezes and unmounts whatever a failed test left mounted under the work directory. */

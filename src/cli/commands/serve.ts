@@ -8,9 +8,11 @@ import { createLogger } from '../../log.ts';
 import { staticExports, type NbdExport } from '../../nbd/exports.ts';
 import { tuneRuntimeForNbd } from '../../nbd/runtime-tuning.ts';
 import { NbdServer } from '../../nbd/server.ts';
+import { loadTlsSettings } from '../../nbd/tls-credentials.ts';
 import { CliError, ExitCode } from '../errors.ts';
+import { TLS_HELP, addTlsOptions, type TlsFlags } from '../tls-options.ts';
 
-export interface ServeOptions {
+export interface ServeOptions extends TlsFlags {
   socket: string;
   name?: string;
   readOnly?: boolean;
@@ -74,12 +76,13 @@ export async function serve(path: string, opts: ServeOptions): Promise<void> {
   tuneRuntimeForNbd(); // before the first asynchronous fs call
   if (opts.listen !== undefined) parseListen(opts.listen); // reject bad arguments before opening anything
   if (opts.handshakeTimeout !== undefined) parseSeconds(opts.handshakeTimeout);
+  const tls = loadTlsSettings(opts, (message, cause) => new CliError(message, ExitCode.USAGE, { cause }));
   const device = openDevice(path, opts.readOnly ?? false);
   const logger = createLogger();
   const exports: NbdExport[] = [{ name: '', device, readOnly: opts.readOnly }];
   if (opts.name) exports.push({ name: opts.name, device, readOnly: opts.readOnly });
   const limits = opts.handshakeTimeout === undefined ? {} : { handshakeTimeoutMs: parseSeconds(opts.handshakeTimeout) * 1000 };
-  const server = new NbdServer({ exports: staticExports(exports), logger, limits });
+  const server = new NbdServer({ exports: staticExports(exports), logger, limits, tls });
   try {
     await listen(server, opts);
     logger.info({ path, size: device.size, name: opts.name ?? '' }, 'serving');
@@ -92,8 +95,7 @@ export async function serve(path: string, opts: ServeOptions): Promise<void> {
 }
 
 export function register(program: Command): void {
-  program
-    .command('serve')
+  addTlsOptions(program.command('serve'))
     .summary('serve a file or block device over NBD (foreground)')
     .description(
       'Serve PATH (a regular file or a block device) over NBD until SIGINT/SIGTERM, like `nbdkit file`. ' +
@@ -106,6 +108,6 @@ export function register(program: Command): void {
     .option('--read-only', 'refuse writes (READ_ONLY flag; writes get EPERM)')
     .option('--listen <[host:]port>', 'also listen on TCP (host defaults to 127.0.0.1; [::1]:PORT for IPv6)')
     .option('--handshake-timeout <seconds>', 'drop clients that have not finished negotiating by then (default 30)')
-    .addHelpText('after', '\nExample:\n  nbdsnap serve disk.img --socket /tmp/disk.sock &\n  nbdinfo "nbd+unix:///?socket=/tmp/disk.sock"\n')
+    .addHelpText('after', `${TLS_HELP}\n\nExample:\n  nbdsnap serve disk.img --socket /tmp/disk.sock &\n  nbdinfo "nbd+unix:///?socket=/tmp/disk.sock"\n`)
     .action(async (path: string, opts: ServeOptions) => serve(path, opts));
 }

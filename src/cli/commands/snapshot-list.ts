@@ -5,7 +5,9 @@ import { clientCommand, output, request, type ClientOptions } from '../daemon-cl
 import { formatColumns, formatPercent } from '../format.ts';
 import { formatSize } from '../sizes.ts';
 
+/** The MERGE% column is shown while a snapshot merges (as lvs shows Cpy%Sync only when it applies). */
 function render(snapshots: SnapshotInfo[]): string {
+  const merging = snapshots.some((s) => s.merge !== null);
   const rows = snapshots.map((s) => [
     s.name,
     s.origin,
@@ -16,13 +18,15 @@ function render(snapshots: SnapshotInfo[]): string {
     formatPercent(s.dataPercent),
     s.state,
     String(s.connections),
+    ...(merging ? [s.merge ? formatPercent(s.merge.percent) : ''] : []),
   ]);
-  return formatColumns(['NAME', 'ORIGIN', 'KIND', 'CHUNK', 'SIZE', 'COW', 'DATA%', 'STATE', 'CONNS'], rows, new Set([3, 4, 5, 6, 8]));
+  const headers = ['NAME', 'ORIGIN', 'KIND', 'CHUNK', 'SIZE', 'COW', 'DATA%', 'STATE', 'CONNS', ...(merging ? ['MERGE%'] : [])];
+  return formatColumns(headers, rows, new Set([3, 4, 5, 6, 8, 9]));
 }
 
 export function register(snapshot: Command): void {
   clientCommand(snapshot.command('list'), { json: true })
-    .description('list snapshots (CHUNK in sectors, DATA% as lvs Snap%; STATE active, invalid, overflow or failed)')
+    .description('list snapshots (CHUNK in sectors, DATA% as lvs Snap%; STATE active, invalid, overflow, failed, merging or merge-failed; MERGE% while merging)')
     .option('--origin <origin>', 'only the snapshots of this origin')
     .action(async (opts: ClientOptions & { origin?: string }) => {
       output(opts, await request(opts, { op: 'snapshot.list', origin: opts.origin }), render);

@@ -56,7 +56,7 @@ describe('merging a persistent store', () => {
     const got: MergeRun[] = [];
     let left = table.length;
     for (;;) {
-      const run = await store.prepareMerge();
+      const [run] = await store.prepareMerge();
       if (!run) break;
       got.push(run);
       await store.commitMerge(run.count);
@@ -66,35 +66,60 @@ describe('merging a persistent store', () => {
     expect(got).toEqual(expected);
     expect(left).toBe(0);
     expect(store.status()).toBe(`2/400 2`);
-    expect(await store.prepareMerge()).toBeNull();
+    expect(await store.prepareMerge()).toEqual([]);
   });
 
-  it('a commit that fails keeps its records, so the run is merged again', async () => {
+  it('batches runs across areas and commits them in one go, with the same disk as run by run', async () => {
+    const cow = new MemoryDevice(400 * 512);
+    const store = await freshStore(cow);
+    const table: [number, number][] = [];
+    for (let i = 0; i < 90; i++) {
+      const old = i % 5 === 0 ? 500 + i : 10 + i;
+      const n = store.prepare();
+      table.push([old, n]);
+      await store.commit(old, n);
+    }
+    const runs = modelRuns(table, 32);
+    let left = table.length;
+    let taken = 0;
+    while (taken < runs.length) {
+      const batch = await store.prepareMerge(40);
+      expect(batch).toEqual(runs.slice(taken, taken + batch.length));
+      const count = batch.reduce((n, r) => n + r.count, 0);
+      expect(count).toBeGreaterThanOrEqual(Math.min(40, left));
+      await store.commitMerge(count);
+      taken += batch.length;
+      left -= count;
+      expect(await records(cow)).toEqual(table.slice(0, left));
+    }
+    expect(store.status()).toBe('2/400 2');
+  });
+
+  it('a commit that fails leaves the records on disk and stops the merge until a restart', async () => {
     const cow = new MemoryDevice(64 * 512);
     const store = await freshStore(cow);
     for (const old of [5, 6, 7]) await store.commit(old, store.prepare());
-    const run = await store.prepareMerge();
+    const [run] = await store.prepareMerge();
     expect(run).toEqual({ count: 3, oldChunk: 5, newChunk: 2 });
     const write = cow.write.bind(cow);
     cow.write = () => Promise.reject(new Error('EIO'));
     await expect(store.commitMerge(3)).rejects.toThrow('EIO');
     cow.write = write;
-    expect(await store.prepareMerge()).toEqual(run);
-    await store.commitMerge(3);
-    expect(await records(cow)).toEqual([]);
+    await expect(store.prepareMerge()).rejects.toThrow(/restart/);
+    expect(await records(cow)).toEqual([[5, 2], [6, 3], [7, 4]]);
   });
 
   it('resumes from what the disk says after a restart mid-merge', async () => {
     const cow = new MemoryDevice(200 * 512);
     const store = await freshStore(cow);
     for (let i = 0; i < 40; i++) await store.commit(i * 2, store.prepare()); // no two consecutive: runs of one
-    await store.commitMerge((await store.prepareMerge())!.count);
-    await store.commitMerge((await store.prepareMerge())!.count);
+    await store.commitMerge((await store.prepareMerge())[0].count);
+    await store.commitMerge((await store.prepareMerge())[0].count);
     await store.close();
     const again = (await openStore('P', cow, { chunkSectors: CS })) as PersistentStore;
     const loaded: number[] = [];
     again.load((o) => loaded.push(o));
     expect(loaded).toHaveLength(38);
-    expect(await again.prepareMerge()).toMatchObject({ count: 1, oldChunk: 37 * 2 });
+    expect(await again.prepareMerge()).toEqual([{ count: 1, oldChunk: 37 * 2, newChunk: expect.any(Number) }]);
   });
 });

@@ -80,6 +80,9 @@ export class PersistentStore implements MergeableStore {
   private idle: Promise<void> = Promise.resolve();
   private zeroChunk: Buffer | null = null;
   private headerWrite: Promise<void> | null = null;
+  /** Areas before the current one read back for a merge batch, by index. */
+  private readonly mergeAreas = new Map<number, Buffer>();
+  private mergeBroken = false;
 
   constructor(init: PersistentStoreInit) {
     this.kind = init.kind;
@@ -278,47 +281,85 @@ export class PersistentStore implements MergeableStore {
   }
 
   // ---- merge (the kernel's persistent_prepare_merge and persistent_commit_merge): exceptions go
-  // back to the origin from the end of the table, one run of consecutive ones at a time.
+  // back to the origin from the end of the table, in runs of consecutive ones within an area. A
+  // batch may take runs from several areas (going back); its commit clears them area by area.
 
-  async prepareMerge(): Promise<MergeRun | null> {
-    this.checkUsable();
+  async prepareMerge(maxChunks = 1): Promise<MergeRun[]> {
+    this.checkMergeable();
     while (this.writing) await this.idle;
-    if (this.currentCommitted === 0) {
-      if (this.currentArea === 0) return null; // every exception is merged
-      // The current area is empty: the previous one (full) becomes current, read back from disk.
-      this.area = await readAreaChunk(this.cow, this.areaOffset(this.currentArea - 1), this.chunkBytes);
-      this.currentArea--;
-      this.currentCommitted = this.epa;
+    const runs: MergeRun[] = [];
+    let area = this.currentArea;
+    let committed = this.currentCommitted;
+    for (let total = 0; total < maxChunks; ) {
+      if (committed === 0) {
+        if (area === 0) break; // every exception is merged
+        area--;
+        committed = this.epa; // an area before the current one is full
+      }
+      const buf = await this.areaForMerge(area);
+      const last = readRecord(buf, committed - 1);
+      let count = 1;
+      for (; count < committed; count++) {
+        const r = readRecord(buf, committed - 1 - count);
+        if (r.oldChunk !== last.oldChunk - count || r.newChunk !== last.newChunk - count) break;
+      }
+      runs.push({ count, oldChunk: last.oldChunk + 1 - count, newChunk: last.newChunk + 1 - count });
+      total += count;
+      committed -= count;
     }
-    const last = readRecord(this.area, this.currentCommitted - 1);
-    let count = 1;
-    for (; count < this.currentCommitted; count++) {
-      const r = readRecord(this.area, this.currentCommitted - 1 - count);
-      if (r.oldChunk !== last.oldChunk - count || r.newChunk !== last.newChunk - count) break;
-    }
-    return { count, oldChunk: last.oldChunk + 1 - count, newChunk: last.newChunk + 1 - count };
+    return runs;
   }
 
   async commitMerge(count: number): Promise<void> {
-    this.checkUsable();
-    if (!Number.isInteger(count) || count < 1 || count > this.currentCommitted) {
-      throw new Error(`commitMerge(${count}): the current area holds ${this.currentCommitted} records`);
+    this.checkMergeable();
+    const writes: { offset: number; data: Buffer }[] = [];
+    for (let left = count; left > 0; ) {
+      if (this.currentCommitted === 0) {
+        if (this.currentArea === 0) throw new Error(`commitMerge(${count}): more records than the table holds`);
+        this.area = await this.areaForMerge(this.currentArea - 1);
+        this.mergeAreas.delete(this.currentArea - 1);
+        this.currentArea--;
+        this.currentCommitted = this.epa;
+      }
+      const n = Math.min(left, this.currentCommitted);
+      const top = this.currentCommitted - 1;
+      for (let i = 0; i < n; i++) clearRecord(this.area, top - i);
+      this.currentCommitted -= n;
+      left -= n;
+      writes.push({ offset: this.areaOffset(this.currentArea), data: areaHead(this.cow, this.area, top) });
     }
-    const top = this.currentCommitted - 1;
-    const first = (top + 1 - count) * RECORD_BYTES;
-    const saved = Buffer.from(this.area.subarray(first, (top + 1) * RECORD_BYTES));
-    for (let i = 0; i < count; i++) clearRecord(this.area, top - i);
-    try {
-      // PREFLUSH + FUA, as the kernel: COW writes made through the merging snapshot are durable first.
-      await this.cow.flush();
-      await this.cow.write(areaHead(this.cow, this.area, top), this.areaOffset(this.currentArea), { fua: true });
-    } catch (err) {
-      saved.copy(this.area, first); // not merged: the records stay, and a retry starts from them
-      throw err;
-    }
-    this.currentCommitted -= count;
     // As the kernel: next_free only feeds the status numbers now (nothing is allocated while merging).
     this.nextFree = areaLocation(this.currentArea, this.epa) + this.currentCommitted + 1;
+    try {
+      // PREFLUSH, then the area with FUA (the kernel's order). Several areas, highest first, then
+      // one flush: any subset of them on disk after a crash only hides records whose data the
+      // origin already holds durably (the caller flushed it), never revives a cleared one.
+      await this.cow.flush();
+      if (writes.length === 1) await this.cow.write(writes[0].data, writes[0].offset, { fua: true });
+      else {
+        for (const w of writes) await this.cow.write(w.data, w.offset);
+        await this.cow.flush();
+      }
+    } catch (err) {
+      this.mergeBroken = true; // memory is ahead of the disk now: a restart resumes from the disk
+      throw err;
+    }
+  }
+
+  private checkMergeable(): void {
+    this.checkUsable();
+    if (this.mergeBroken) throw new BlockError('EIO', 'a merge commit failed: restart the daemon to resume the merge from the COW');
+  }
+
+  /** Area `index` while merging: the current one, or one before it read back from disk (kept until merged). */
+  private async areaForMerge(index: number): Promise<Buffer> {
+    if (index === this.currentArea) return this.area;
+    let buf = this.mergeAreas.get(index);
+    if (!buf) {
+      buf = await readAreaChunk(this.cow, this.areaOffset(index), this.chunkBytes);
+      this.mergeAreas.set(index, buf);
+    }
+    return buf;
   }
 
   usage(): StoreUsage {
