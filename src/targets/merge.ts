@@ -23,6 +23,7 @@ import { splitByUnit } from '../block/ranges.ts';
 import { errorText } from '../common/error-text.ts';
 import { isMergeable, type MergeableStore, type MergeRun } from '../store/exception-store.ts';
 import type { Logger } from '../log.ts';
+import { allPieces } from './all-pieces.ts';
 import { ChunkTracker } from './chunk-tracker.ts';
 import { copyOriginRange } from './origin-copy.ts';
 import type { Snapshot } from './snapshot.ts';
@@ -57,11 +58,6 @@ const COPIES_IN_FLIGHT = 4;
 
 function inBatch(batch: Batch, chunk: number): boolean {
   return batch.runs.some((r) => chunk >= r.oldChunk && chunk < r.oldChunk + r.count);
-}
-
-async function allSettledFirstError(parts: Promise<void>[]): Promise<void> {
-  const results = await Promise.allSettled(parts);
-  for (const r of results) if (r.status === 'rejected') throw r.reason;
 }
 
 export class SnapshotMerge {
@@ -119,14 +115,14 @@ export class SnapshotMerge {
       const mapped = this.mapped(Math.floor(p.offset / cb));
       parts.push(mapped >= 0 ? this.store.cow.read(piece, mapped * cb + (p.offset % cb)) : this.host.next.read(piece, p.offset));
     }
-    return parts.length === 1 ? parts[0] : allSettledFirstError(parts);
+    return parts.length === 1 ? parts[0] : allPieces(parts);
   }
 
   write(buf: Uint8Array, offset: number, opts?: WriteOptions): Promise<void> {
     const cb = this.snapshot.chunkBytes;
     const parts: Promise<void>[] = [];
     for (const p of splitByUnit(offset, buf.length, cb)) parts.push(this.writePiece(buf.subarray(p.bufOffset, p.bufOffset + p.length), p.offset, opts));
-    return parts.length === 1 ? parts[0] : allSettledFirstError(parts);
+    return parts.length === 1 ? parts[0] : allPieces(parts);
   }
 
   /** Both devices: writes may have gone to either. */
@@ -203,7 +199,7 @@ export class SnapshotMerge {
         const { start, length } = extent(r);
         await copyOriginRange(this.store.cow, this.host.pool, r.newChunk * cb, length, (data, within) => next.write(data, start + within));
       };
-      for (let i = 0; i < runs.length; i += COPIES_IN_FLIGHT) await allSettledFirstError(runs.slice(i, i + COPIES_IN_FLIGHT).map(copy));
+      for (let i = 0; i < runs.length; i += COPIES_IN_FLIGHT) await allPieces(runs.slice(i, i + COPIES_IN_FLIGHT).map(copy));
       await next.flush();
       await this.store.commitMerge(runs.reduce((n, r) => n + r.count, 0));
       for (const r of runs) for (let c = r.oldChunk; c < r.oldChunk + r.count; c++) this.snapshot.forgetException(c);

@@ -157,10 +157,10 @@ export class SnapshotOrigin implements BlockDevice {
   }
 
   /** Preserve what the write overwrites in every active snapshot, then write the origin. */
-  private async writeThrough(buf: Uint8Array, offset: number, opts?: WriteOptions): Promise<void> {
+  private writeThrough(buf: Uint8Array, offset: number, opts?: WriteOptions): Promise<void> {
     const preserving = this.preserveRange(offset, buf.length);
-    if (preserving.length > 0) await Promise.all(preserving);
-    await this.next.write(buf, offset, opts);
+    if (preserving.length === 0) return this.next.write(buf, offset, opts);
+    return Promise.all(preserving).then(() => this.next.write(buf, offset, opts));
   }
 
   flush(): Promise<void> {

@@ -26,6 +26,7 @@ import type { ExceptionStore } from '../store/exception-store.ts';
 import { ExceptionTable } from '../store/exception-table.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { ChangedMap } from './changed-map.ts';
+import { allPieces } from './all-pieces.ts';
 import { ChunkTracker } from './chunk-tracker.ts';
 import { CowRun } from './cow-run.ts';
 import { COPY_PIECE_BYTES, copyOriginRange } from './origin-copy.ts';
@@ -49,15 +50,6 @@ export type CopyObserver = (snapshot: Snapshot, durationMs: number) => void;
 
 /** Who asked for an exception: it decides what a full PO store does (overflow vs invalidate). */
 type Cause = 'origin' | 'snapshot';
-
-/**
- * Wait for every piece of a split request, then fail with the first error: a request is answered
- * only when none of its pieces is still running (a retry must never race a failed original).
- */
-async function allPieces(parts: Promise<void>[]): Promise<void> {
-  const results = await Promise.allSettled(parts);
-  for (const r of results) if (r.status === 'rejected') throw r.reason;
-}
 
 export class Snapshot implements BlockDevice {
   readonly store: ExceptionStore;
