@@ -18,8 +18,14 @@ const EXIT_FOR: Record<ErrorCode, number> = {
   EXISTS: ExitCode.EXISTS,
   BUSY: ExitCode.BUSY,
   SHUTTING_DOWN: ExitCode.DAEMON_UNREACHABLE,
+  RESTARTING: ExitCode.DAEMON_UNREACHABLE,
+  RESTART_FAILED: ExitCode.FAILURE,
   INTERNAL: ExitCode.FAILURE,
 };
+
+/** How long a request refused with RESTARTING (a live restart in progress) is retried. */
+const RESTART_RETRY_MS = 120_000;
+const RESTART_RETRY_STEP_MS = 100;
 
 /** Add --control to a client command (and --json to read commands). */
 export function clientCommand(cmd: Command, opts: { json?: boolean } = {}): Command {
@@ -32,9 +38,22 @@ export function controlPath(opts: ClientOptions): string {
   return opts.control ?? defaultControlPath();
 }
 
+/** One call to the daemon; a request that met a live restart is sent again to the successor. */
+async function callRetrying<K extends Op>(socket: string, req: Request<K>): Promise<ResultMap[K]> {
+  const until = Date.now() + RESTART_RETRY_MS;
+  for (;;) {
+    try {
+      return await callDaemon<K>(socket, req);
+    } catch (err) {
+      if (!(err instanceof ControlError && err.code === 'RESTARTING') || Date.now() > until) throw err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, RESTART_RETRY_STEP_MS));
+  }
+}
+
 export async function request<K extends Op>(opts: ClientOptions, req: Request<K>): Promise<ResultMap[K]> {
   try {
-    return await callDaemon<K>(controlPath(opts), req);
+    return await callRetrying<K>(controlPath(opts), req);
   } catch (err) {
     if (err instanceof ControlError) throw new CliError(err.message, EXIT_FOR[err.code], { cause: err });
     if (err instanceof DaemonUnreachableError) throw new CliError(err.message, ExitCode.DAEMON_UNREACHABLE, { cause: err });

@@ -17,6 +17,7 @@ import { register as registerStatus } from './commands/status.ts';
 import { register as registerTable } from './commands/table.ts';
 import { register as registerAttach } from './commands/attach.ts';
 import { register as registerDetach } from './commands/detach.ts';
+import { register as registerRestart } from './commands/restart.ts';
 
 const EXIT_CODES_HELP = `
 Exit codes:
@@ -40,7 +41,7 @@ export function buildProgram(): Command {
   for (const register of [registerOriginAdd, registerOriginRemove, registerOriginList]) register(origin);
   const snapshot = program.command('snapshot').description('create, remove, list, resize, diff and merge snapshots');
   for (const register of [registerSnapshotCreate, registerSnapshotRemove, registerSnapshotList, registerSnapshotResize, registerSnapshotDiff, registerSnapshotMerge]) register(snapshot);
-  for (const register of [registerStatus, registerTable, registerAttach, registerDetach]) register(program);
+  for (const register of [registerStatus, registerTable, registerAttach, registerDetach, registerRestart]) register(program);
   return program;
 }
 

@@ -35,6 +35,11 @@ export interface RequestMap {
   'snapshot.diff': { name: string };
   'status': { name?: string };
   'table': { name?: string };
+  /**
+   * Live restart: start a successor from the code installed now and hand it every socket. With
+   * wait, answered once the successor serves (or failed); else once it has been started.
+   */
+  'daemon.restart': { wait?: boolean; timeoutMs?: number };
 }
 
 export type Op = keyof RequestMap;
@@ -127,6 +132,19 @@ export interface TableLine {
   args: string[];
 }
 
+/** How a live restart went (daemon.restart). */
+export interface RestartResult {
+  /** 'started': the successor runs and the handover goes on; 'done': the successor serves. */
+  state: 'started' | 'done';
+  previousPid: number;
+  pid: number;
+  /** With 'done': NBD connections handed over, and those closed instead (TLS, still negotiating). */
+  connections?: number;
+  closed?: number;
+  /** With 'done': milliseconds from the pause of the first connection to the successor serving. */
+  pauseMs?: number;
+}
+
 export interface ResultMap {
   'daemon.info': DaemonInfo;
   'origin.add': OriginInfo;
@@ -140,9 +158,10 @@ export interface ResultMap {
   'snapshot.diff': SnapshotDiff;
   'status': StatusLine[];
   'table': TableLine[];
+  'daemon.restart': RestartResult;
 }
 
-export const ERROR_CODES = ['BAD_REQUEST', 'INVALID', 'NOT_FOUND', 'EXISTS', 'BUSY', 'SHUTTING_DOWN', 'INTERNAL'] as const;
+export const ERROR_CODES = ['BAD_REQUEST', 'INVALID', 'NOT_FOUND', 'EXISTS', 'BUSY', 'SHUTTING_DOWN', 'RESTARTING', 'RESTART_FAILED', 'INTERNAL'] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
 export type Reply<K extends Op = Op> =

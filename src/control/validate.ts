@@ -71,6 +71,12 @@ export const checks = {
     if (problem) invalid(field, problem);
     return value;
   },
+  timeoutMs(value, field) {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1000 || value > 3_600_000) {
+      invalid(field, `must be a whole number of milliseconds from 1000 to 3600000, not ${JSON.stringify(value)}`);
+    }
+    return value;
+  },
   boolean(value, field) {
     if (typeof value !== 'boolean') invalid(field, `must be true or false, not ${JSON.stringify(value)}`);
     return value;
@@ -129,6 +135,7 @@ export const REQUEST_SPECS: Record<Op, OpSpec> = {
   'snapshot.diff': { fields: { name: req(checks.name) } },
   'status': { fields: { name: opt(checks.name) } },
   'table': { fields: { name: opt(checks.name) } },
+  'daemon.restart': { fields: { wait: opt(checks.boolean), timeoutMs: opt(checks.timeoutMs) } },
 };
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -2,11 +2,13 @@
 // server -> control socket -> READY. stop() undoes it in reverse: stop accepting control
 // requests (waiting for the one in progress), close the NBD server (in-flight requests are
 // answered), detach every snapshot (closing its store flushes it), close origins and catalog.
+// restart() hands everything to a successor instead (restart.ts); a successor starts over what
+// it was handed (successor.ts) instead of binding the sockets itself.
 import fs from 'node:fs';
 import path from 'node:path';
 import { BufferPool } from '../block/buffer-pool.ts';
 import { Catalog } from '../catalog/catalog.ts';
-import type { DaemonInfo } from '../control/api.ts';
+import { ControlError, type DaemonInfo, type RestartResult } from '../control/api.ts';
 import { ControlServer } from '../control/server.ts';
 import { clearStaleSocket } from '../common/unix-socket.ts';
 import type { Logger } from '../log.ts';
@@ -15,15 +17,20 @@ import { DEFAULT_POOL_BYTES, NbdServer } from '../nbd/server.ts';
 import type { DaemonConfig } from './config.ts';
 import type { DaemonContext } from './context.ts';
 import { createHandlers, createLock } from './handlers.ts';
-import { notifyReady, notifyStopping } from './notify.ts';
+import { notifyReady, notifyReloading, notifyStopping } from './notify.ts';
 import { ExportLifecycle } from './lifecycle.ts';
 import { repairCatalog } from './repair.ts';
 import { restoreAll } from './restore.ts';
 import { makeDirs } from './paths.ts';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.ts';
 import { metricsSource } from './metrics-source.ts';
+import { DEFAULT_RESTART_TIMEOUT_MS, RestartFailed, Successor } from './restart.ts';
+import { adoptConnections, adoptInherited, type Inherited } from './adopt.ts';
 
 export const CATALOG_FILE = 'catalog.db';
+
+/** How long a live restart waits for a connection still negotiating before closing it. */
+const HANDSHAKE_WAIT_MS = 2000;
 
 function packageVersion(): string {
   const file = new URL('../../package.json', import.meta.url);
@@ -37,14 +44,29 @@ async function openMetrics(config: DaemonConfig, log: Logger): Promise<DaemonMet
   return new DaemonMetrics({ at: config.metrics, dataDir: config.dataDir, log: log.child({ module: 'metrics' }) });
 }
 
+/** Lock the data dir and open the catalog (refused before anything in the data dir is touched). */
+function openDataDir(config: DaemonConfig): { lock: DataDirLock; catalog: Catalog } {
+  const lock = lockDataDir(config.dataDir);
+  try {
+    return { lock, catalog: new Catalog(path.join(config.dataDir, CATALOG_FILE)) };
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
 export class Daemon {
   readonly info: DaemonInfo;
+  /** Resolves when a successor took over: the process should exit (not stop) once control is idle. */
+  readonly handedOver: Promise<Successor>;
   private readonly ctx: DaemonContext;
   private readonly nbd: NbdServer;
   private readonly control: ControlServer;
-  private readonly lock: DataDirLock;
+  private lock: DataDirLock;
   private readonly metrics: DaemonMetrics | null;
   private stopping: Promise<void> | undefined;
+  private restarting = false;
+  private markHandedOver!: (successor: Successor) => void;
 
   private constructor(ctx: DaemonContext, nbd: NbdServer, listening: Pick<DaemonInfo, 'tcp' | 'metrics'>, lock: DataDirLock, metrics: DaemonMetrics | null) {
     this.ctx = ctx;
@@ -53,21 +75,27 @@ export class Daemon {
     this.metrics = metrics;
     const { config } = ctx;
     this.info = { version: packageVersion(), pid: process.pid, dataDir: config.dataDir, controlSocket: config.controlSocket, nbdSocket: config.nbdSocket, ...listening };
-    this.control = new ControlServer({ handlers: createHandlers(ctx, () => this.info), logger: ctx.log.child({ module: 'control' }) });
+    this.handedOver = new Promise((resolve) => (this.markHandedOver = resolve));
+    const ops = { info: () => this.info, restart: (wait: boolean, timeoutMs?: number) => this.restart(wait, timeoutMs) };
+    this.control = new ControlServer({ handlers: createHandlers(ctx, ops), logger: ctx.log.child({ module: 'control' }) });
   }
 
-  /** Start everything; resolves once every export is served and the control socket listens. */
-  static async start(config: DaemonConfig, log: Logger): Promise<Daemon> {
+  /**
+   * Start everything; resolves once every export is served and the control socket listens.
+   * `inherited`: a successor's sockets and connections, handed over by the previous daemon.
+   */
+  static async start(config: DaemonConfig, log: Logger, inherited?: Inherited): Promise<Daemon> {
     makeDirs(config.dataDir, 0o700);
     // One daemon per data dir: refused here, before anything in it is read or changed.
-    const lock = lockDataDir(config.dataDir);
-    let catalog: Catalog;
+    const { lock, catalog } = openDataDir(config);
     try {
-      // Refuse early, before touching the catalog, if another daemon owns these sockets.
-      await clearStaleSocket(config.controlSocket);
-      await clearStaleSocket(config.nbdSocket);
-      catalog = new Catalog(path.join(config.dataDir, CATALOG_FILE));
+      // Refuse early if another daemon owns these sockets (a successor's are live: they are ours).
+      if (!inherited) {
+        await clearStaleSocket(config.controlSocket);
+        await clearStaleSocket(config.nbdSocket);
+      }
     } catch (err) {
+      catalog.close();
       lock.release();
       throw err;
     }
@@ -84,43 +112,142 @@ export class Daemon {
     try {
       repairCatalog(catalog, log);
       await restoreAll(ctx);
-      await nbd.listenUnix(config.nbdSocket);
-      const tcp = config.listen ? await nbd.listenTcp(config.listen.host, config.listen.port) : null;
+      let tcp: DaemonInfo['tcp'];
+      if (inherited) {
+        tcp = await adoptInherited(inherited, config, nbd);
+      } else {
+        await nbd.listenUnix(config.nbdSocket);
+        tcp = config.listen ? await nbd.listenTcp(config.listen.host, config.listen.port) : null;
+      }
       metrics?.collectFrom(metricsSource(exports, nbd));
       const metricsAt = metrics ? await metrics.listen() : null;
       daemon = new Daemon(ctx, nbd, { tcp, metrics: metricsAt }, lock, metrics);
-      await daemon.control.listen(config.controlSocket);
+      if (inherited?.control) {
+        await daemon.control.adoptListener(inherited.control.handle, config.controlSocket);
+      } else {
+        await daemon.control.listen(config.controlSocket);
+      }
     } catch (err) {
-      await (daemon ?? new Daemon(ctx, nbd, { tcp: null, metrics: null }, lock, metrics)).stop();
+      await (daemon ?? new Daemon(ctx, nbd, { tcp: null, metrics: null }, lock, metrics)).stop(Boolean(inherited));
       throw err;
     }
     const served = exports.list().length;
     const failed = exports.failedCount();
     const { tcp, metrics: metricsAt } = daemon.info;
-    log.info({ exports: served, failed, nbdSocket: config.nbdSocket, controlSocket: config.controlSocket, tcp, metrics: metricsAt }, 'nbdsnap daemon ready');
+    log.info({ exports: served, failed, nbdSocket: config.nbdSocket, controlSocket: config.controlSocket, tcp, metrics: metricsAt, restarted: Boolean(inherited) }, 'nbdsnap daemon ready');
     await notifyReady(`serving ${served} exports${failed ? `, ${failed} failed` : ''}`, log);
     return daemon;
   }
 
-  /** Ordered shutdown; safe to call more than once. */
-  stop(): Promise<void> {
-    this.stopping ??= this.shutdown();
+  /** Ordered shutdown; safe to call more than once. `keepSockets`: a failed successor leaves the socket files to the daemon it came from. */
+  stop(keepSockets = false): Promise<void> {
+    this.stopping ??= this.shutdown(keepSockets);
     return this.stopping;
   }
 
-  private async shutdown(): Promise<void> {
+  /** Successor side, after 'commit': go on with the connections the previous daemon paused. */
+  adopt(inherited: Inherited): void {
+    adoptConnections(inherited, this.nbd, this.control);
+  }
+
+  /** Resolves when no control request is being answered any more (before exiting after a handover). */
+  controlIdle(): Promise<void> {
+    return this.control.idle();
+  }
+
+  /**
+   * Live restart. Refused while another one runs; serialised with every change (a create or a
+   * merge step in progress finishes first). `wait`: answer once the successor serves.
+   */
+  async restart(wait: boolean, timeoutMs = DEFAULT_RESTART_TIMEOUT_MS): Promise<RestartResult> {
+    if (this.restarting) throw new ControlError('BUSY', 'a restart is in progress already');
+    if (this.stopping) throw new ControlError('SHUTTING_DOWN', 'the daemon is shutting down');
+    this.restarting = true;
+    const log = this.ctx.log;
+    let successor: Successor;
+    try {
+      log.info('live restart: starting a successor');
+      successor = await Successor.start(log, timeoutMs);
+    } catch (err) {
+      this.restarting = false;
+      throw this.failure(err);
+    }
+    const handover = this.ctx.exclusive(() => this.handOver(successor, timeoutMs)).finally(() => (this.restarting = false));
+    if (wait) return handover.catch((err: unknown) => Promise.reject(this.failure(err)));
+    handover.catch((err: unknown) => log.error({ err }, 'live restart failed; this daemon goes on serving'));
+    return { state: 'started', previousPid: process.pid, pid: successor.pid };
+  }
+
+  private failure(err: unknown): unknown {
+    if (!(err instanceof RestartFailed)) return err;
+    this.ctx.log.error({ reason: err.message }, 'live restart failed; this daemon goes on serving');
+    return new ControlError('RESTART_FAILED', `${err.message}; pid ${process.pid} goes on serving`);
+  }
+
+  private async handOver(successor: Successor, timeoutMs: number): Promise<RestartResult> {
+    const { ctx } = this;
+    const started = performance.now();
+    await notifyReloading(ctx.log);
+    const heldControl = this.control.hold();
+    const nbd = await this.nbd.pauseForHandover(HANDSHAKE_WAIT_MS);
+    const { closed } = nbd;
+    ctx.log.info({ connections: nbd.connections.length, closed }, 'live restart: connections paused, closing stores');
+    await this.metrics?.close();
+    let failed: unknown;
+    await ctx.exports.closeAll(ctx.log).catch((err: unknown) => (failed = err));
+    ctx.catalog.close();
+    this.lock.release();
+    if (failed) return this.takeBack(successor, nbd.fresh, heldControl(), failed);
+    const fresh = heldControl();
+    try {
+      await successor.handOver(nbd, { listener: this.control.listenerHandle, path: ctx.config.controlSocket, fresh }, timeoutMs);
+    } catch (err) {
+      return this.takeBack(successor, nbd.fresh, fresh, err);
+    }
+    this.nbd.forwardNewConnections((s) => successor.sendFresh('nbd', s));
+    this.control.handOver((s) => successor.sendFresh('control', s));
+    const pauseMs = Math.round(performance.now() - started);
+    ctx.log.info({ successor: successor.pid, connections: nbd.connections.length, pauseMs }, 'live restart: the successor serves; exiting');
+    this.markHandedOver(successor);
+    return { state: 'done', previousPid: process.pid, pid: successor.pid, connections: nbd.connections.length, closed, pauseMs };
+  }
+
+  /** The successor failed after this daemon closed its stores: open everything again and go on. */
+  private async takeBack(successor: Successor, nbdFresh: import('node:net').Socket[], controlFresh: import('node:net').Socket[], err: unknown): Promise<never> {
+    const { ctx } = this;
+    await successor.kill();
+    ctx.log.warn({ err }, 'live restart failed: taking everything back');
+    try {
+      const { lock, catalog } = openDataDir(ctx.config);
+      this.lock = lock;
+      ctx.catalog = catalog;
+      repairCatalog(catalog, ctx.log);
+      await restoreAll(ctx);
+      if (this.metrics) await this.metrics.listen();
+    } catch (reopenErr) {
+      // Nothing is left to serve from: exit so that a supervisor starts a daemon afresh.
+      ctx.log.fatal({ err: reopenErr }, 'cannot reopen the data dir after a failed restart; exiting');
+      process.exit(1);
+    }
+    this.nbd.resumeAfterHandover(nbdFresh);
+    this.control.release(controlFresh);
+    await notifyReady('serving (restart failed)', ctx.log);
+    throw err instanceof RestartFailed ? err : new RestartFailed(`the handover failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+
+  private async shutdown(keepSockets: boolean): Promise<void> {
     const { ctx } = this;
     ctx.log.info('shutting down');
     await notifyStopping(ctx.log);
     await this.metrics?.close();
-    await this.control.close();
-    await this.nbd.close();
+    await this.control.close(keepSockets);
+    await this.nbd.close(keepSockets);
     let failed: unknown;
     // Every snapshot detached (its store flushed and closed), every origin flushed and closed;
     // one export that fails to close does not leave the others (or the catalog) open.
     await ctx.exports.closeAll(ctx.log).catch((err: unknown) => (failed = err));
     ctx.catalog.close();
-    fs.rmSync(ctx.config.nbdSocket, { force: true });
+    if (!keepSockets) fs.rmSync(ctx.config.nbdSocket, { force: true });
     this.lock.release(); // last: a next daemon finds nothing of ours left to race with
     if (failed) throw failed;
     ctx.log.info('stopped');

@@ -1,7 +1,7 @@
 // The control API's handler table: one entry per op, over the daemon's operations. Requests
 // arrive validated (control/validate.ts). Changes are serialised by one lock, so two creates or a
 // create and a remove never interleave their steps; reads run at once.
-import { ControlError, type DaemonInfo, type Handlers, type StatusLine, type TableLine } from '../control/api.ts';
+import { ControlError, type DaemonInfo, type Handlers, type RestartResult, type StatusLine, type TableLine } from '../control/api.ts';
 import type { DaemonContext } from './context.ts';
 import { describeOrigin, describeSnapshot, originStatus, originTable, snapshotStatus, snapshotTable } from './describe.ts';
 import { addOrigin, removeOrigin } from './origin-ops.ts';
@@ -32,11 +32,19 @@ function linesFor<L>(ctx: DaemonContext, name: string | undefined, ofOrigin: (o:
   return lines;
 }
 
-export function createHandlers(ctx: DaemonContext, info: () => DaemonInfo): Handlers {
+/** What the handlers need of the daemon itself. */
+export interface DaemonOps {
+  info(): DaemonInfo;
+  restart(wait: boolean, timeoutMs?: number): Promise<RestartResult>;
+}
+
+export function createHandlers(ctx: DaemonContext, daemon: DaemonOps): Handlers {
   const exclusive = ctx.exclusive;
   const conns = (name: string) => ctx.exports.connectionCount(name);
   return {
-    'daemon.info': async () => info(),
+    'daemon.info': async () => daemon.info(),
+    // Not under the lock itself: restart() serialises its handover with the changes.
+    'daemon.restart': (r) => daemon.restart(r.wait ?? false, r.timeoutMs),
     'origin.add': (r) => exclusive(() => describeOrigin(addOrigin(ctx, r.name, r.path), conns)),
     'origin.remove': (r) => exclusive(async () => ({ removed: await removeOrigin(ctx, r.name, r.force ?? false) })),
     'origin.list': async () => [...ctx.exports.origins.values()].map((o) => describeOrigin(o, conns)),

@@ -23,6 +23,7 @@ import { SnapshotOrigin } from '../targets/snapshot-origin.ts';
 import type { SnapshotMerge } from '../targets/merge.ts';
 import type { CopyObserver, Snapshot } from '../targets/snapshot.ts';
 import { dirtyBitmapsFor } from './dirty-bitmaps.ts';
+import { faultPoint } from './faults.ts';
 
 /** Where an export is in its life. 'failed' entries have no target and are never served. */
 export type ExportState = 'opening' | 'serving' | 'failed' | 'removing' | 'merging';
@@ -257,7 +258,8 @@ export class ExportLifecycle implements ExportProvider {
     }
     snap.state = 'merging';
     await this.unserve(snap.row.name);
-    return origin.target.startMerge(target, log, { totalChunks, batchBytes: this.mergeBatchBytes });
+    const afterBatch = (): void => faultPoint('snapshot-merge:after-batch');
+    return origin.target.startMerge(target, log, { totalChunks, batchBytes: this.mergeBatchBytes, afterBatch });
   }
 
   /**

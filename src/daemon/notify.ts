@@ -28,3 +28,8 @@ export function notifyReady(status: string, log: Logger): Promise<void> {
 export function notifyStopping(log: Logger): Promise<void> {
   return notify([`--pid=${process.pid}`, 'STOPPING=1'], log);
 }
+
+/** Tell systemd a reload (live restart) has begun; the successor's READY=1 ends it. */
+export function notifyReloading(log: Logger): Promise<void> {
+  return notify([`--pid=${process.pid}`, 'RELOADING=1'], log);
+}

@@ -1,8 +1,13 @@
-// `nbdsnap daemon`: start, then stop cleanly on SIGTERM or SIGINT (a second signal exits at once).
+// `nbdsnap daemon`: start, then stop cleanly on SIGTERM or SIGINT (a second signal exits at once),
+// or exit once a successor took over (a live restart; see restart.ts). Started as a successor, it
+// first collects what the running daemon hands over (successor.ts).
+import { errorText } from '../common/error-text.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { tuneRuntimeForNbd } from '../nbd/runtime-tuning.ts';
 import type { DaemonConfig } from './config.ts';
 import { Daemon } from './daemon.ts';
+import { faultPoint } from './faults.ts';
+import { awaitHandover, isSuccessor, reportReadyAwaitCommit, reportSuccessorFailure } from './successor.ts';
 
 function flushLogs(log: Logger): Promise<void> {
   return new Promise((resolve) => log.flush(() => resolve()));
@@ -18,8 +23,29 @@ export async function runDaemon(config: DaemonConfig): Promise<number> {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
-  const daemon = await Daemon.start(config, log);
-  const signal = await signalled;
+  const inherited = isSuccessor() ? await awaitHandover() : undefined;
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start(config, log, inherited);
+  } catch (err) {
+    reportSuccessorFailure(errorText(err));
+    throw err;
+  }
+  if (inherited) {
+    faultPoint('restart:successor-before-ready');
+    await reportReadyAwaitCommit();
+    daemon.adopt(inherited);
+  }
+  const outcome = await Promise.race([signalled, daemon.handedOver]);
+  if (typeof outcome !== 'string') {
+    // The successor serves with our sockets; our stores are closed. Exit without stop(), which
+    // would remove the socket files: once the last control reply and socket have left.
+    await daemon.controlIdle();
+    await outcome.delivered();
+    await flushLogs(log);
+    process.exit(0);
+  }
+  const signal = outcome;
   log.info({ signal }, 'signal received');
   const again = () => {
     log.warn('second signal: exiting without a clean shutdown');

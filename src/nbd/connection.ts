@@ -1,6 +1,7 @@
 // One client socket from accept to close: handshake (bounded in time), then a
 // TransmissionSession. Every failure here ends this connection only.
 import type { Socket } from 'node:net';
+import { restartReading, stopReading, type RawHandle } from '../common/accept-gate.ts';
 import { ByteQueue, ConnectionClosedError } from './byte-queue.ts';
 import { ProtocolError } from './errno.ts';
 import { negotiate, type HandshakeTls, type Negotiated } from './handshake.ts';
@@ -9,6 +10,7 @@ import { TransmissionSession, type SessionShared } from './session.ts';
 import type { NbdTls } from './tls-credentials.ts';
 import { TlsHandshakeError, upgradeToTls } from './tls-upgrade.ts';
 import type { Logger } from '../log.ts';
+import type { MetaContext } from './meta-contexts.ts';
 
 /** `limits`, `budget` and `buffers` are shared by every connection of the server. */
 export interface ConnectionDeps extends SessionShared {
@@ -18,6 +20,23 @@ export interface ConnectionDeps extends SessionShared {
   shuttingDown(): boolean;
   /** TLS credentials and mode (--tls on/require); absent: no TLS. */
   tls?: NbdTls;
+}
+
+/** What a successor needs to go on with a connection in transmission (a live restart). */
+export interface TransmissionState {
+  exportName: string;
+  /** As negotiated: the client checks its requests against these. */
+  size: number;
+  flags: number;
+  structured: boolean;
+  metaContexts: MetaContext[];
+}
+
+/** A connection paused at a request boundary: its socket, its state, and the bytes not parsed yet. */
+export interface ConnectionTransfer {
+  handle: RawHandle;
+  state: TransmissionState;
+  rest: Buffer;
 }
 
 export class NbdConnection {
@@ -31,12 +50,19 @@ export class NbdConnection {
   private isClosed = false;
   private markClosed!: () => void;
   private timers: NodeJS.Timeout[] = [];
+  /** STARTTLS succeeded: the TLS state lives in this process and cannot be handed over. */
+  private tls = false;
+  /** Resolves when the handshake ends (transmission or close). */
+  private readonly negotiated: Promise<void>;
+  private markNegotiated!: () => void;
 
   constructor(socket: Socket, deps: ConnectionDeps, logger: Logger) {
     this.socket = socket;
     this.deps = deps;
     this.logger = logger;
     this.closed = new Promise((resolve) => (this.markClosed = resolve));
+    this.negotiated = new Promise((resolve) => (this.markNegotiated = resolve));
+    void this.closed.then(this.markNegotiated);
   }
 
   /** Name of the export in transmission, undefined during the handshake or after close. */
@@ -46,6 +72,7 @@ export class NbdConnection {
 
   start(): void {
     this.attach(this.socket);
+    this.socket.resume(); // accepted paused (AcceptGate)
     this.after(this.deps.limits.handshakeTimeoutMs, () => {
       if (this.session) return;
       this.logger.warn('handshake timed out');
@@ -98,6 +125,7 @@ export class NbdConnection {
     const plain = this.socket;
     plain.off('data', this.onData).off('end', this.onEnd).off('drain', this.onDrain);
     this.socket = await upgradeToTls(plain, ack, this.queue, tls, this.logger);
+    this.tls = true;
     this.attach(this.socket);
   }
 
@@ -110,6 +138,71 @@ export class NbdConnection {
       this.socket.destroy();
     });
     this.session?.shutdown();
+  }
+
+  /**
+   * Live restart: pause at a request boundary with every reply flushed and stop reading, so the
+   * successor can go on from the bytes not parsed yet. A connection still negotiating gets
+   * `handshakeWaitMs` to finish; one that does not, and one using TLS (whose session state cannot
+   * leave this process), is closed once its requests are answered. Null: not handed over.
+   */
+  async pauseForHandover(handshakeWaitMs: number): Promise<ConnectionTransfer | null> {
+    if (!this.session) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.negotiated, new Promise<void>((resolve) => (timer = setTimeout(resolve, handshakeWaitMs)))]);
+      clearTimeout(timer);
+    }
+    const session = this.session;
+    if (this.isClosed) return null;
+    if (!session) {
+      this.logger.warn('still negotiating at a live restart: closing it (the client may connect again)');
+      this.socket.destroy();
+      return null;
+    }
+    const how = await session.pauseForHandover();
+    if (how === 'ending' || this.isClosed) return (await this.closed, null);
+    if (this.tls) {
+      this.logger.warn('TLS connection at a live restart: closed after answering its requests (the client may connect again)');
+      session.shutdown();
+      await this.closed;
+      return null;
+    }
+    const handle = stopReading(this.socket);
+    if (!handle || this.isClosed || this.queue.ended) {
+      session.resumeAfterHandover();
+      return null;
+    }
+    const { exportName, size, flags, structured, metaContexts } = session.negotiated;
+    return { handle, state: { exportName, size, flags, structured, metaContexts: [...metaContexts] }, rest: this.queue.take(this.queue.length) };
+  }
+
+  /**
+   * The successor did not take over: go on here, with the bytes taken for it put back, on the
+   * export as it is now (the daemon opened its exports again: the old device objects are closed).
+   */
+  resumeAfterHandover(transfer: ConnectionTransfer | null): void {
+    if (this.isClosed || !this.session) return;
+    if (!transfer) return this.session.resumeAfterHandover();
+    this.continueWith(transfer.state, transfer.rest);
+    restartReading(this.socket);
+  }
+
+  /** Successor side: go on with a connection a previous daemon paused (pauseForHandover). */
+  adopt(state: TransmissionState, rest: Buffer): void {
+    this.attach(this.socket);
+    this.continueWith(state, rest);
+  }
+
+  private continueWith(state: TransmissionState, rest: Buffer): void {
+    if (rest.length > 0) this.queue.push(rest);
+    const exp = this.deps.exports.get(state.exportName);
+    if (!exp) {
+      this.logger.warn({ export: state.exportName }, 'adopted connection to an export that is no longer served: closing it');
+      this.socket.destroy();
+      return;
+    }
+    this.enterTransmission({ ...state, export: exp });
+    this.socket.resume();
   }
 
   private async handshake(): Promise<void> {
@@ -131,6 +224,7 @@ export class NbdConnection {
     log.debug({ size: negotiated.size, flags: negotiated.flags, structured: negotiated.structured }, 'transmission');
     const session = new TransmissionSession(this.socket, this.queue, negotiated, this.deps, log);
     this.session = session;
+    this.markNegotiated();
     session.pump();
     if (this.queue.ended) session.onEnd();
     if (this.deps.shuttingDown()) session.shutdown();

@@ -47,6 +47,11 @@ export class RequestReader {
     return this.pending !== undefined || (this.queue.length > 0 && this.queue.length < Size.REQUEST);
   }
 
+  /** True while a request's header has been consumed and its WRITE payload is still arriving. */
+  get partial(): boolean {
+    return this.pending !== undefined;
+  }
+
   /** The next complete request, or undefined when more bytes are needed. Throws ProtocolError. */
   next(): ReaderItem | undefined {
     if (!this.pending) {

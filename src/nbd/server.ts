@@ -1,11 +1,14 @@
 // The NBD server: listens on Unix sockets (0600, stale socket replaced) and optionally TCP
 // (TCP_NODELAY), and runs one NbdConnection per accepted socket. close() stops accepting,
-// lets connections finish what is in flight, and removes the socket files.
+// lets connections finish what is in flight, and removes the socket files. For a live restart,
+// pauseForHandover() gives the listeners and every connection (paused at a request boundary) to
+// a successor, which adopts them; resumeAfterHandover() goes on if the successor failed.
 import fs from 'node:fs';
 import net from 'node:net';
+import { AcceptGate, rawHandle, type RawHandle } from '../common/accept-gate.ts';
 import { BufferPool } from '../block/buffer-pool.ts';
 import { clearStaleSocket, listenPrivate } from '../common/unix-socket.ts';
-import { NbdConnection, type ConnectionDeps } from './connection.ts';
+import { NbdConnection, type ConnectionDeps, type ConnectionTransfer, type TransmissionState } from './connection.ts';
 import type { ExportProvider } from './exports.ts';
 import { InflightBudget } from './inflight-budget.ts';
 import { resolveLimits, type NbdLimits } from './limits.ts';
@@ -25,6 +28,21 @@ export interface NbdServerOptions {
   observer?: NbdObserver;
 }
 
+/** A listener given to a successor: its handle, and the socket path a Unix one was bound to. */
+export interface ListenerTransfer {
+  handle: RawHandle;
+  unixPath?: string;
+}
+
+/** Everything a successor takes over: listeners, paused connections, and connections not started yet. */
+export interface NbdHandover {
+  listeners: ListenerTransfer[];
+  connections: ConnectionTransfer[];
+  fresh: net.Socket[];
+  /** Connections open when the pause began that are not handed over (TLS, negotiating, ending). */
+  closed: number;
+}
+
 /** Idle buffers a server's own pool keeps for reuse. */
 export const DEFAULT_POOL_BYTES = 128 * 1024 * 1024;
 
@@ -40,6 +58,9 @@ export class NbdServer {
   private readonly observer: NbdObserver | undefined;
   private closing = false;
   private nextId = 1;
+  private readonly gate = new AcceptGate((socket) => this.accept(socket));
+  /** The connections paused by pauseForHandover, with what they handed over. */
+  private paused = new Map<NbdConnection, ConnectionTransfer | null>();
 
   constructor(opts: NbdServerOptions) {
     this.exports = opts.exports;
@@ -79,6 +100,67 @@ export class NbdServer {
     return { host: addr.address, port: addr.port };
   }
 
+  /** Successor side: listen on a listener handle a previous daemon gave us. */
+  async adoptListener(t: ListenerTransfer): Promise<void> {
+    const server = this.createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(t.handle, () => (server.off('error', reject), resolve()));
+    });
+    this.listeners.push({ server, unixPath: t.unixPath });
+    this.logger.info({ socket: t.unixPath, tcp: t.unixPath ? undefined : server.address() }, 'listening on a socket taken over from the previous daemon');
+  }
+
+  /** Successor side: go on with a connection the previous daemon paused. */
+  adoptConnection(handle: RawHandle, state: TransmissionState, rest: Buffer): void {
+    const conn = this.track(this.socketFor(handle));
+    conn?.adopt(state, rest);
+  }
+
+  /** Successor side: serve a connection the previous daemon accepted but never read. */
+  adoptFresh(handle: RawHandle): void {
+    this.track(this.socketFor(handle))?.start();
+  }
+
+  /**
+   * Live restart, old side: hold new connections unread, and pause every connection at a request
+   * boundary with its replies flushed (see NbdConnection.pauseForHandover).
+   */
+  async pauseForHandover(handshakeWaitMs: number): Promise<NbdHandover> {
+    this.gate.hold();
+    const conns = [...this.connections];
+    const transfers = await Promise.all(conns.map((c) => c.pauseForHandover(handshakeWaitMs)));
+    this.paused = new Map(conns.map((c, i) => [c, transfers[i]]));
+    const listeners = this.listeners.flatMap(({ server, unixPath }) => {
+      const handle = rawHandle(server);
+      return handle ? [{ handle, unixPath }] : [];
+    });
+    const connections = transfers.filter((t) => t !== null);
+    return { listeners, connections, fresh: this.gate.takeHeld(), closed: transfers.length - connections.length };
+  }
+
+  /** The address of the TCP listener, if there is one. */
+  tcpAddress(): { host: string; port: number } | null {
+    for (const { server, unixPath } of this.listeners) {
+      const addr = server.address();
+      if (!unixPath && addr && typeof addr === 'object') return { host: addr.address, port: addr.port };
+    }
+    return null;
+  }
+
+  /** After a handover: connections accepted from now on go to `fn` (the successor). */
+  forwardNewConnections(fn: (socket: net.Socket) => void): void {
+    this.gate.forwardTo(fn);
+  }
+
+  /** The successor failed: serve everything here again (`fresh`: the held connections not forwarded). */
+  resumeAfterHandover(fresh: net.Socket[]): void {
+    for (const [conn, transfer] of this.paused) conn.resumeAfterHandover(transfer);
+    this.paused.clear();
+    for (const socket of fresh) this.accept(socket);
+    this.gate.release();
+  }
+
   /** Live transmission-phase connections to the export negotiated under `exportName`. */
   connectionCount(exportName: string): number {
     let count = 0;
@@ -86,31 +168,47 @@ export class NbdServer {
     return count;
   }
 
-  /** Finish in-flight requests on, then close, every connection to `exportName`. */
+  /** Finish in-flight requests on, then close, every connection to `exportName` (but those paused for a handover). */
   async disconnectExport(exportName: string): Promise<void> {
-    const matching = [...this.connections].filter((conn) => conn.exportName === exportName);
+    const matching = [...this.connections].filter((conn) => conn.exportName === exportName && !this.paused.has(conn));
     for (const conn of matching) conn.shutdown();
     await Promise.all(matching.map((conn) => conn.closed));
   }
 
-  /** Stop accepting, refuse new options with ERR_SHUTDOWN, answer in-flight requests, close all. */
-  async close(): Promise<void> {
+  /**
+   * Stop accepting, refuse new options with ERR_SHUTDOWN, answer in-flight requests, close all.
+   * `keepSocketFiles`: leave the socket files (a failed successor's belong to the daemon it came from).
+   */
+  async close(keepSocketFiles = false): Promise<void> {
     this.closing = true;
     const stopped = this.listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
-    for (const { unixPath } of this.listeners) if (unixPath) fs.rmSync(unixPath, { force: true });
+    if (!keepSocketFiles) for (const { unixPath } of this.listeners) if (unixPath) fs.rmSync(unixPath, { force: true });
     for (const conn of this.connections) conn.shutdown();
     await Promise.all([...stopped, ...[...this.connections].map((conn) => conn.closed)]);
     this.listeners.length = 0;
   }
 
   private createServer(): net.Server {
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 1 << 20 });
-    server.on('connection', (socket) => this.accept(socket));
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 1 << 20, pauseOnConnect: true });
+    server.on('connection', this.gate.onConnection);
     server.once('listening', () => server.on('error', (err) => this.logger.error({ err }, 'listener error')));
     return server;
   }
 
   private accept(socket: net.Socket): void {
+    this.track(socket)?.start();
+  }
+
+  /** A socket made from a handed-over handle, set up as an accepted one. */
+  private socketFor(handle: RawHandle): net.Socket {
+    const socket = new net.Socket({ handle, readable: true, writable: true, allowHalfOpen: true, highWaterMark: 1 << 20 } as net.SocketConstructorOpts);
+    socket.pause();
+    if (socket.remoteAddress) socket.setNoDelay(true); // TCP
+    return socket;
+  }
+
+  /** A connection for `socket`, counted and forgotten when closed; undefined if refused. */
+  private track(socket: net.Socket): NbdConnection | undefined {
     const id = this.nextId++;
     const logger = this.logger.child({ conn: id });
     if (this.closing) return void socket.destroy();
@@ -128,6 +226,6 @@ export class NbdServer {
     this.connections.add(conn);
     void conn.closed.then(() => this.connections.delete(conn));
     logger.debug({ remote: socket.remoteAddress ?? 'unix' }, 'connection accepted');
-    conn.start();
+    return conn;
   }
 }

@@ -43,8 +43,14 @@ export interface NbdObserver {
   limitHit(limit: LimitName): void;
 }
 
-/** Why the session stopped taking new requests. */
-type Stop = 'running' | 'disc' | 'eof' | 'shutdown';
+/**
+ * Why the session stopped taking new requests. 'handover': paused at a request boundary for a
+ * live restart (daemon/restart-*.ts); the requests not parsed yet stay for the successor.
+ */
+type Stop = 'running' | 'disc' | 'eof' | 'shutdown' | 'handover';
+
+/** How a pause for handover ended: idle at a request boundary, or the connection is ending anyway. */
+export type HandoverPause = 'idle' | 'ending';
 
 export class TransmissionSession implements CommandTarget {
   readonly device: BlockDevice;
@@ -67,6 +73,8 @@ export class TransmissionSession implements CommandTarget {
   private dead = false;
   private finished = false;
   private corked = false;
+  /** Settles the pending pauseForHandover(). */
+  private paused: ((how: HandoverPause) => void) | undefined;
   private readonly wake = (): void => this.pump();
   private readonly uncork = (): void => {
     this.corked = false;
@@ -95,6 +103,7 @@ export class TransmissionSession implements CommandTarget {
     if (this.dead || this.finished) return;
     try {
       while (this.stop !== 'disc' && !this.blockedBy()) {
+        if (this.stop === 'handover' && !this.reader.partial) break; // a request boundary
         const item = this.reader.next();
         if (!item) break;
         this.dispatch(item);
@@ -112,19 +121,44 @@ export class TransmissionSession implements CommandTarget {
   /** The client closed its sending side. A partial request is dropped; in-flight ones finish. */
   onEnd(): void {
     if (this.reader.midRequest) this.logger.info('client closed the connection in the middle of a request');
-    if (this.stop === 'running') this.stop = 'eof';
+    if (this.stop === 'running' || this.stop === 'handover') this.stop = 'eof';
+    this.settlePause('ending');
     this.maybeFinish();
+  }
+
+  /**
+   * Live restart: stop parsing at the next request boundary (a WRITE whose payload is arriving is
+   * read whole and run), answer every request in flight and flush the replies. Resolves 'idle'
+   * then, with the unparsed bytes left in the queue, or 'ending' if the connection is closing.
+   */
+  pauseForHandover(): Promise<HandoverPause> {
+    if (this.dead || this.finished || (this.stop !== 'running' && this.stop !== 'handover')) return Promise.resolve('ending');
+    this.settlePause('ending'); // at most one pause at a time
+    const paused = new Promise<HandoverPause>((resolve) => (this.paused = resolve));
+    this.stop = 'handover';
+    this.pump();
+    return paused;
+  }
+
+  /** The successor did not take over: go on reading requests. */
+  resumeAfterHandover(): void {
+    if (this.stop !== 'handover') return;
+    this.settlePause('ending');
+    this.stop = 'running';
+    this.pump();
   }
 
   /** Server shutdown / export removal: finish in-flight requests, refuse new ones with ESHUTDOWN, close. */
   shutdown(): void {
-    if (this.stop === 'running' || this.stop === 'eof') this.stop = 'shutdown';
+    if (this.stop === 'running' || this.stop === 'eof' || this.stop === 'handover') this.stop = 'shutdown';
+    this.settlePause('ending');
     this.pump();
   }
 
   /** Close at once, dropping replies (protocol violations, socket errors). */
   kill(): void {
     this.dead = true;
+    this.settlePause('ending');
     this.budget.forget(this.wake);
     this.socket.destroy();
   }
@@ -143,6 +177,7 @@ export class TransmissionSession implements CommandTarget {
       this.unflushedBytes -= buf.length;
       this.budget.give(buf.length);
       if (!err) flushed?.();
+      if (this.paused) this.maybeFinish();
     });
   }
 
@@ -160,8 +195,10 @@ export class TransmissionSession implements CommandTarget {
   }
 
   private updateFlow(): void {
-    const limit = this.stop === 'running' ? this.blockedBy() : undefined;
-    const wantPaused = this.stop !== 'running' || limit !== undefined;
+    // Pausing for a handover, a WRITE payload still arriving is read whole.
+    const reading = this.stop === 'running' || (this.stop === 'handover' && this.reader.partial);
+    const limit = reading ? this.blockedBy() : undefined;
+    const wantPaused = !reading || limit !== undefined;
     if (wantPaused && !this.socket.isPaused()) {
       this.socket.pause();
       if (limit) this.observer?.limitHit(limit);
@@ -214,9 +251,19 @@ export class TransmissionSession implements CommandTarget {
     return errno;
   }
 
-  /** Once stopped and idle: flush the replies and close our side. */
+  private settlePause(how: HandoverPause): void {
+    const settle = this.paused;
+    this.paused = undefined;
+    settle?.(how);
+  }
+
+  /** Once stopped and idle: flush the replies and close our side (or, pausing for a handover, report idle). */
   private maybeFinish(): void {
     if (this.dead || this.finished || this.stop === 'running' || this.inflightRequests > 0) return;
+    if (this.stop === 'handover') {
+      if (!this.reader.partial && this.unflushedBytes === 0) this.settlePause('idle');
+      return;
+    }
     this.finished = true;
     if (this.corked) this.uncork();
     this.socket.end(() => this.socket.destroy());

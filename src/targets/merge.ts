@@ -56,6 +56,12 @@ export const MERGE_BATCH_BYTES = 16 * 1024 * 1024;
 /** At most this many runs copied at once within a batch. */
 const COPIES_IN_FLIGHT = 4;
 
+export interface MergeOptions {
+  totalChunks?: number;
+  batchBytes?: number;
+  afterBatch?: () => void;
+}
+
 function inBatch(batch: Batch, chunk: number): boolean {
   return batch.runs.some((r) => chunk >= r.oldChunk && chunk < r.oldChunk + r.count);
 }
@@ -76,9 +82,13 @@ export class SnapshotMerge {
   private stopping = false;
 
   private readonly batchBytes: number;
+  private readonly afterBatch: (() => void) | undefined;
 
-  /** `batchBytes`: chunk bytes merged per batch (default MERGE_BATCH_BYTES; one run at least). */
-  constructor(host: MergeHost, snapshot: Snapshot, log: Logger, opts: { totalChunks?: number; batchBytes?: number } = {}) {
+  /**
+   * `batchBytes`: chunk bytes merged per batch (default MERGE_BATCH_BYTES; one run at least).
+   * `afterBatch`: called after each batch is committed (the daemon's crash-injection point).
+   */
+  constructor(host: MergeHost, snapshot: Snapshot, log: Logger, opts: MergeOptions = {}) {
     if (!isMergeable(snapshot.store)) throw new Error(`a ${snapshot.store.kind} snapshot cannot be merged`);
     this.host = host;
     this.snapshot = snapshot;
@@ -86,6 +96,7 @@ export class SnapshotMerge {
     this.log = log;
     this.totalChunks = Math.max(opts.totalChunks ?? 0, snapshot.exceptionCount);
     this.batchBytes = opts.batchBytes ?? MERGE_BATCH_BYTES;
+    this.afterBatch = opts.afterBatch;
     this.finished = this.loop();
   }
 
@@ -168,6 +179,7 @@ export class SnapshotMerge {
         const runs = await this.store.prepareMerge(Math.max(1, Math.floor(this.batchBytes / this.snapshot.chunkBytes)));
         if (runs.length === 0) break;
         await this.mergeBatch(runs);
+        this.afterBatch?.();
       }
       this.state = 'done';
       this.log.info({ chunks: this.mergedChunks }, 'merge complete');

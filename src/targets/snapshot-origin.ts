@@ -17,7 +17,7 @@ import type { BlockDevice, WriteOptions, ZeroOptions } from '../block/device.ts'
 import { BlockError } from '../block/errors.ts';
 import type { ExceptionStore } from '../store/exception-store.ts';
 import { silentLogger, type Logger } from '../log.ts';
-import { SnapshotMerge, type MergeHost } from './merge.ts';
+import { SnapshotMerge, type MergeHost, type MergeOptions } from './merge.ts';
 import { SharedOriginRead } from './shared-origin-read.ts';
 import { Snapshot, type CopyObserver } from './snapshot.ts';
 import { WriteGate } from './write-gate.ts';
@@ -73,7 +73,7 @@ export class SnapshotOrigin implements BlockDevice {
    * snapshot's content, the snapshot gets no more copy-outs, and its exceptions go back to the
    * origin in the background. Origin writes in flight are drained first.
    */
-  async startMerge(snapshot: Snapshot, log: Logger, opts: { totalChunks?: number; batchBytes?: number } = {}): Promise<SnapshotMerge> {
+  async startMerge(snapshot: Snapshot, log: Logger, opts: MergeOptions = {}): Promise<SnapshotMerge> {
     if (this.merging) throw new BlockError('EINVAL', 'a snapshot of this origin is already merging');
     if (!this.active.includes(snapshot)) throw new BlockError('EINVAL', 'not a snapshot of this origin');
     const reopen = await this.gate.close();

@@ -92,6 +92,9 @@ describe('control server and client', () => {
     'snapshot.diff': async (r) => ({ name: r.name, origin: 'o', sizeBytes: 0, chunkBytes: 4096, changedBytes: 0, extents: [] }),
     'status': async () => [],
     'table': async () => [],
+    'daemon.restart': async () => {
+      throw new ControlError('RESTART_FAILED', 'no successor');
+    },
   });
 
   async function serve(maxRequestBytes?: number): Promise<string> {

@@ -35,7 +35,7 @@ socket, control, listen, metrics, logLevel, autoextendThreshold, autoextendPerce
 the file) < environment < flags.
 Stops cleanly on SIGTERM/SIGINT. Under systemd (NOTIFY_SOCKET set) it reports READY=1 through
 systemd-notify once every export is served.
-Test hook: NBDSNAP_FAULT=<step> makes the daemon SIGKILL itself at that step of a create/remove
+Test hook: NBDSNAP_FAULT=<step>[@N] makes the daemon SIGKILL itself at (the Nth hit of) that step of a create/remove/merge
 (see src/daemon/faults.ts), and NBDSNAP_MERGE_BATCH_BYTES=<n> makes merges copy n bytes per batch
 (slow merges to watch); never set them in production.`;
 
@@ -58,10 +58,12 @@ export function register(program: Command): void {
       const { runDaemon } = await import('../../daemon/run.ts');
       const { SocketInUseError } = await import('../../common/unix-socket.ts');
       const { DataDirLockedError } = await import('../../daemon/data-dir-lock.ts');
+      const { reportSuccessorFailure } = await import('../../daemon/successor.ts');
       let config;
       try {
         config = resolveConfig(flags);
       } catch (err) {
+        reportSuccessorFailure(errorText(err)); // a live restart with a broken config: the old daemon goes on
         if (err instanceof ConfigError) throw new CliError(err.message, ExitCode.INVALID);
         throw err;
       }
