@@ -3,6 +3,7 @@ import type { Catalog } from '../catalog/catalog.ts';
 import type { Logger } from '../log.ts';
 import type { DaemonConfig } from './config.ts';
 import type { ExportLifecycle } from './lifecycle.ts';
+import type { CarriedTransient } from '../store/transient-store.ts';
 
 export interface DaemonContext {
   config: DaemonConfig;
@@ -12,4 +13,9 @@ export interface DaemonContext {
   log: Logger;
   /** Runs changes one at a time, in arrival order (control requests and background merge completions). */
   exclusive: <T>(task: () => Promise<T> | T) => Promise<T>;
+  /**
+   * Transient (N) snapshots a live restart carried over, by name: restore reopens these with
+   * their exceptions instead of failing them (and forgets them).
+   */
+  transients?: Map<string, CarriedTransient>;
 }

@@ -5,6 +5,7 @@
 // restart() hands everything to a successor instead (restart.ts); a successor starts over what
 // it was handed (successor.ts) instead of binding the sockets itself.
 import fs from 'node:fs';
+import type net from 'node:net';
 import path from 'node:path';
 import { BufferPool } from '../block/buffer-pool.ts';
 import { Catalog } from '../catalog/catalog.ts';
@@ -14,6 +15,7 @@ import { clearStaleSocket } from '../common/unix-socket.ts';
 import type { Logger } from '../log.ts';
 import type { DaemonMetrics } from '../metrics/daemon-metrics.ts';
 import { DEFAULT_POOL_BYTES, NbdServer } from '../nbd/server.ts';
+import type { CarriedTransient } from '../store/transient-store.ts';
 import type { DaemonConfig } from './config.ts';
 import type { DaemonContext } from './context.ts';
 import { createHandlers, createLock } from './handlers.ts';
@@ -107,7 +109,7 @@ export class Daemon {
     const exports = new ExportLifecycle({ bufferPool, onCopy: metrics?.onCopy, mergeBatchBytes });
     const nbd = new NbdServer({ exports, bufferPool, logger: log.child({ module: 'nbd' }), tls: config.tls, observer: metrics?.nbd });
     exports.bindServer(nbd);
-    const ctx: DaemonContext = { config, catalog, exports, log, exclusive: createLock() };
+    const ctx: DaemonContext = { config, catalog, exports, log, exclusive: createLock(), transients: inherited?.transients };
     let daemon: Daemon | undefined;
     try {
       repairCatalog(catalog, log);
@@ -193,16 +195,18 @@ export class Daemon {
     const { closed } = nbd;
     ctx.log.info({ connections: nbd.connections.length, closed }, 'live restart: connections paused, closing stores');
     await this.metrics?.close();
+    // Transient snapshots live in memory: their exceptions go to the successor (or come back).
+    const transients = ctx.exports.carryTransients();
     let failed: unknown;
     await ctx.exports.closeAll(ctx.log).catch((err: unknown) => (failed = err));
     ctx.catalog.close();
     this.lock.release();
-    if (failed) return this.takeBack(successor, nbd.fresh, heldControl(), failed);
+    if (failed) return this.takeBack(successor, nbd.fresh, heldControl(), transients, failed);
     const fresh = heldControl();
     try {
-      await successor.handOver(nbd, { listener: this.control.listenerHandle, path: ctx.config.controlSocket, fresh }, timeoutMs);
+      await successor.handOver(nbd, { listener: this.control.listenerHandle, path: ctx.config.controlSocket, fresh }, transients, timeoutMs);
     } catch (err) {
-      return this.takeBack(successor, nbd.fresh, fresh, err);
+      return this.takeBack(successor, nbd.fresh, fresh, transients, err);
     }
     this.nbd.forwardNewConnections((s) => successor.sendFresh('nbd', s));
     this.control.handOver((s) => successor.sendFresh('control', s));
@@ -213,7 +217,7 @@ export class Daemon {
   }
 
   /** The successor failed after this daemon closed its stores: open everything again and go on. */
-  private async takeBack(successor: Successor, nbdFresh: import('node:net').Socket[], controlFresh: import('node:net').Socket[], err: unknown): Promise<never> {
+  private async takeBack(successor: Successor, nbdFresh: net.Socket[], controlFresh: net.Socket[], transients: Map<string, CarriedTransient>, err: unknown): Promise<never> {
     const { ctx } = this;
     await successor.kill();
     ctx.log.warn({ err }, 'live restart failed: taking everything back');
@@ -222,6 +226,7 @@ export class Daemon {
       this.lock = lock;
       ctx.catalog = catalog;
       repairCatalog(catalog, ctx.log);
+      ctx.transients = transients;
       await restoreAll(ctx);
       if (this.metrics) await this.metrics.listen();
     } catch (reopenErr) {

@@ -11,6 +11,8 @@ export type ToSuccessor =
   | { type: 'listener'; kind: 'nbd' | 'control'; unixPath?: string }
   /** An NBD connection paused at a request boundary (with a handle); rest: unparsed bytes, base64. */
   | { type: 'connection'; state: TransmissionState; rest: string }
+  /** A transient (N) snapshot's in-memory state; exceptions: Float64 (old, new) pairs, base64. */
+  | { type: 'transient'; name: string; nextFreeSector: number; invalid: boolean; exceptions: string }
   /** A connection accepted but never read (with a handle). */
   | { type: 'fresh'; kind: 'nbd' | 'control' }
   /** Everything is handed over and the data dir is free: open it and serve. */

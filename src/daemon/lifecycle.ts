@@ -19,6 +19,7 @@ import type { Logger } from '../log.ts';
 import type { ExportProvider, NbdExport } from '../nbd/exports.ts';
 import { AutoExtendingStore, type AutoExtendPolicy } from '../store/auto-extend.ts';
 import { openStore, validateChunkSize } from '../store/open-store.ts';
+import type { CarriedTransient } from '../store/transient-store.ts';
 import { SnapshotOrigin } from '../targets/snapshot-origin.ts';
 import type { SnapshotMerge } from '../targets/merge.ts';
 import type { CopyObserver, Snapshot } from '../targets/snapshot.ts';
@@ -63,6 +64,8 @@ export interface AttachOptions {
   checkpoint?: (step: AttachStep) => void;
   /** Grow the COW file before it fills (only for a COW file the daemon created). */
   autoextend?: AutoExtendPolicy;
+  /** N only: the state the previous daemon carried over (live restart). */
+  carried?: CarriedTransient;
 }
 
 /** Closes what was opened if `body` throws, then rethrows. */
@@ -178,7 +181,7 @@ export class ExportLifecycle implements ExportProvider {
         // As the kernel's constructor: the table's chunk size, and the one the store settles on
         // (an existing header wins), must suit both devices' block sizes.
         if (opts.chunkSectors !== 0) validateChunkSize(opts.chunkSectors, originTarget.blockSize, cow.blockSize);
-        const store = await openStore(row.kind, cow, { chunkSectors: opts.chunkSectors, logger: log });
+        const store = await openStore(row.kind, cow, { chunkSectors: opts.chunkSectors, logger: log, carried: opts.carried });
         return closingOnError(
           () => store.close(),
           async () => {
@@ -195,6 +198,18 @@ export class ExportLifecycle implements ExportProvider {
     origin.snapshots.set(row.name, entry);
     opts.checkpoint?.('activate');
     return entry;
+  }
+
+  /** Live restart: the in-memory state of every attached transient (N) snapshot, by name. */
+  carryTransients(): Map<string, CarriedTransient> {
+    const carried = new Map<string, CarriedTransient>();
+    for (const origin of this.originMap.values()) {
+      for (const snap of origin.snapshots.values()) {
+        const state = snap.target?.carryTransient();
+        if (state) carried.set(snap.row.name, state);
+      }
+    }
+    return carried;
   }
 
   /** Register a snapshot that could not be started: listed with its reason, never served. */

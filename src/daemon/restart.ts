@@ -14,6 +14,7 @@ import path from 'node:path';
 import { rawHandle, type RawHandle } from '../common/accept-gate.ts';
 import type { Logger } from '../log.ts';
 import type { NbdHandover } from '../nbd/server.ts';
+import type { CarriedTransient } from '../store/transient-store.ts';
 import { SUCCESSOR_ENV, type FromSuccessor, type ToSuccessor } from './handover-protocol.ts';
 
 /** How long a successor may take to load, and then to serve after 'go', unless the request says. */
@@ -65,7 +66,11 @@ export class Successor {
   }
 
   /** Send everything and 'go'; resolves once the successor serves. */
-  async handOver(nbd: NbdHandover, control: ControlHandover, timeoutMs: number): Promise<void> {
+  async handOver(nbd: NbdHandover, control: ControlHandover, transients: Map<string, CarriedTransient>, timeoutMs: number): Promise<void> {
+    for (const [name, t] of transients) {
+      const exceptions = Buffer.from(t.exceptions.buffer, t.exceptions.byteOffset, t.exceptions.byteLength).toString('base64');
+      this.send({ type: 'transient', name, nextFreeSector: t.nextFreeSector, invalid: t.invalid, exceptions });
+    }
     for (const l of nbd.listeners) this.send({ type: 'listener', kind: 'nbd', unixPath: l.unixPath }, l.handle);
     if (control.listener) this.send({ type: 'listener', kind: 'control', unixPath: control.path }, control.listener);
     for (const c of nbd.connections) this.send({ type: 'connection', state: c.state, rest: c.rest.toString('base64') }, c.handle);

@@ -13,10 +13,10 @@ import type { OriginEntry } from './lifecycle.ts';
 import { watchMerge } from './snapshot-merge.ts';
 
 /** Why a snapshot in the catalog must not be started, or null. */
-function refusal(origin: OriginEntry, row: SnapshotRow, log: Logger): string | null {
+function refusal(origin: OriginEntry, row: SnapshotRow, carried: boolean, log: Logger): string | null {
   if (!origin.target) return `origin ${origin.row.name} is not available`;
   if (row.failure !== null) return `${row.failure}; the origin was written without it since, so its point in time is lost: remove it`;
-  if (row.kind === 'N') {
+  if (row.kind === 'N' && !carried) {
     // A transient store keeps its exceptions in memory only: reopened empty it would show today's
     // origin instead of the point in time, so it is reported, never served (as after a reboot).
     log.warn('transient snapshot not restored');
@@ -36,7 +36,9 @@ interface Restored {
 /** Attach one snapshot and serve it, or prepare its merge's resumption. */
 async function restoreSnapshot(ctx: DaemonContext, origin: OriginEntry, row: SnapshotRow, log: Logger): Promise<Restored> {
   const { exports, catalog, config } = ctx;
-  const refused = refusal(origin, row, log);
+  const carried = ctx.transients?.get(row.name);
+  ctx.transients?.delete(row.name);
+  const refused = refusal(origin, row, carried !== undefined, log);
   if (refused) {
     exports.addFailedSnapshot(origin, row, refused, log);
     return {};
@@ -45,6 +47,7 @@ async function restoreSnapshot(ctx: DaemonContext, origin: OriginEntry, row: Sna
     const snap = await exports.attachSnapshot(origin, row, FileDevice.open(row.cowPath), log, {
       chunkSectors: row.chunkSectors,
       autoextend: autoextendPolicy(config, row),
+      carried,
     });
     if (row.mergeTotal === null) {
       exports.serveSnapshot(origin, snap);

@@ -5,6 +5,7 @@
 import type { RawHandle } from '../common/accept-gate.ts';
 import type { ListenerTransfer } from '../nbd/server.ts';
 import type { TransmissionState } from '../nbd/connection.ts';
+import type { CarriedTransient } from '../store/transient-store.ts';
 import { SUCCESSOR_ENV, type FromSuccessor, type ToSuccessor } from './handover-protocol.ts';
 
 /** What the old daemon handed over. */
@@ -13,6 +14,8 @@ export interface Inherited {
   control: { handle: RawHandle; path: string } | undefined;
   connections: { handle: RawHandle; state: TransmissionState; rest: Buffer }[];
   fresh: { kind: 'nbd' | 'control'; handle: RawHandle }[];
+  /** Transient (N) snapshots' state, by name. */
+  transients: Map<string, CarriedTransient>;
   /** Where connections handed over after 'go' are delivered (set by the daemon once it serves). */
   onLate(fn: (kind: 'nbd' | 'control', handle: RawHandle) => void): void;
 }
@@ -51,7 +54,7 @@ export function awaitHandover(): Promise<Inherited> {
   delete process.env[SUCCESSOR_ENV]; // not inherited by anything this process starts
   let late: ((kind: 'nbd' | 'control', handle: RawHandle) => void) | undefined;
   const inherited: Inherited = {
-    nbdListeners: [], control: undefined, connections: [], fresh: [],
+    nbdListeners: [], control: undefined, connections: [], fresh: [], transients: new Map(),
     onLate(fn) {
       late = fn;
       for (const f of inherited.fresh.splice(0)) fn(f.kind, f.handle);
@@ -61,6 +64,12 @@ export function awaitHandover(): Promise<Inherited> {
     let going = false;
     process.on('message', (msg: ToSuccessor, handle?: RawHandle) => {
       if (msg.type === 'commit') return;
+      if (msg.type === 'transient') {
+        const bytes = Buffer.from(msg.exceptions, 'base64');
+        const exceptions = new Float64Array(bytes.buffer, bytes.byteOffset, bytes.length / 8);
+        inherited.transients.set(msg.name, { nextFreeSector: msg.nextFreeSector, invalid: msg.invalid, exceptions });
+        return;
+      }
       if (msg.type === 'go') {
         going = true;
         return resolve(inherited);

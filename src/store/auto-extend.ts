@@ -60,6 +60,10 @@ export class AutoExtendingStore implements MergeableStore {
     return this.inner.recordCount;
   }
 
+  carry(): { nextFreeSector: number; invalid: boolean } | undefined {
+    return this.inner.carry?.();
+  }
+
   load(add: (oldChunk: number, newChunk: number) => void): void {
     this.inner.load(add);
   }

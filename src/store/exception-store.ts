@@ -52,6 +52,8 @@ export interface ExceptionStore {
   usage(): StoreUsage;
   /** The info field of `dmsetup status`: "Invalid", "Overflow" or "<alloc>/<total> <metadata>". */
   status(): string;
+  /** N only: next_free and validity, for a live restart's successor (see CarriedTransient). */
+  carry?(): { nextFreeSector: number; invalid: boolean } | undefined;
   /** Wait for in-flight commits, then release the store (not the COW device). */
   close(): Promise<void>;
 }

@@ -7,7 +7,7 @@ import type { ExceptionStore } from './exception-store.ts';
 import { validateChunkSize } from './chunk-size.ts';
 import { StoreConfigError } from './errors.ts';
 import { openPersistent } from './persistent/open-persistent.ts';
-import { TransientStore } from './transient-store.ts';
+import { TransientStore, type CarriedTransient } from './transient-store.ts';
 
 export { CorruptStoreError, StoreConfigError } from './errors.ts';
 export { parseStoreKind, validateChunkSize } from './chunk-size.ts';
@@ -16,6 +16,8 @@ export interface OpenStoreOptions {
   /** Chunk size in sectors from the table; 0 = default (P/PO only). An existing P/PO header wins. */
   chunkSectors: number;
   logger?: Logger;
+  /** N only: the state a previous daemon carried over (live restart). */
+  carried?: CarriedTransient;
 }
 
 /**
@@ -30,7 +32,7 @@ export async function openStore(kind: SnapshotKind, cow: BlockDevice, opts: Open
   if (opts.chunkSectors !== 0) validateChunkSize(opts.chunkSectors, cow.blockSize);
   if (kind === 'N') {
     if (opts.chunkSectors === 0) throw new StoreConfigError('Chunk size not set');
-    return new TransientStore(cow, opts.chunkSectors);
+    return new TransientStore(cow, opts.chunkSectors, opts.carried);
   }
   return openPersistent(kind, cow, opts.chunkSectors, logger);
 }

@@ -1,35 +1,62 @@
 // The transient exception store (N, dm-snap-transient.c): nothing on disk but the data. There is
 // no header and chunk 0 holds data; the map lives only in the caller's ExceptionTable, so a
 // reopened transient store starts empty. next_free is counted in sectors, as the kernel does.
+// The one way to reopen it with its exceptions is a live restart (the kernel's table reload
+// handover): the daemon carries them, with next_free, to its successor (CarriedTransient).
 import { BlockError } from '../block/errors.ts';
 import type { BlockDevice } from '../block/device.ts';
 import { SECTOR_BYTES } from '../common/sectors.ts';
 import type { ExceptionStore, StoreState, StoreUsage } from './exception-store.ts';
 import { cowSectors, formatStatus, refreshDeviceSize } from './usage.ts';
 
+/** An N store's in-memory state, carried to a live restart's successor. */
+export interface CarriedTransient {
+  nextFreeSector: number;
+  invalid: boolean;
+  /** The exception map: (oldChunk, newChunk) pairs. */
+  exceptions: Float64Array;
+}
+
 export class TransientStore implements ExceptionStore {
   readonly kind = 'N' as const;
   readonly chunkSectors: number;
   readonly chunkBytes: number;
   readonly cow: BlockDevice;
-  readonly recordCount = 0;
+  readonly recordCount: number;
   private currentState: StoreState = 'valid';
   private closed = false;
   /** Next free position in sectors. */
   private nextFreeSector = 0;
 
-  constructor(cow: BlockDevice, chunkSectors: number) {
+  private carried: CarriedTransient | undefined;
+
+  /** `carried`: the state the previous daemon had (a live restart), else empty. */
+  constructor(cow: BlockDevice, chunkSectors: number, carried?: CarriedTransient) {
     this.cow = cow;
     this.chunkSectors = chunkSectors;
     this.chunkBytes = chunkSectors * SECTOR_BYTES;
+    this.carried = carried;
+    this.recordCount = carried ? carried.exceptions.length / 2 : 0;
+    if (carried) {
+      this.nextFreeSector = carried.nextFreeSector;
+      if (carried.invalid) this.currentState = 'invalid';
+    }
   }
 
   get state(): StoreState {
     return this.currentState;
   }
 
-  load(_add: (oldChunk: number, newChunk: number) => void): void {
-    // Nothing survives a transient store: there is nothing to load.
+  load(add: (oldChunk: number, newChunk: number) => void): void {
+    // Nothing survives a transient store, but what a previous daemon carried over.
+    const e = this.carried?.exceptions;
+    this.carried = undefined;
+    if (e) for (let i = 0; i < e.length; i += 2) add(e[i], e[i + 1]);
+  }
+
+  /** next_free and validity, for a successor (the exceptions are the snapshot's table). */
+  carry(): { nextFreeSector: number; invalid: boolean } {
+    return { nextFreeSector: this.nextFreeSector, invalid: this.currentState === 'invalid' };
   }
 
   prepare(): number {

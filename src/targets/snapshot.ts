@@ -23,6 +23,7 @@ import type { BlockDevice, WriteOptions, ZeroOptions } from '../block/device.ts'
 import { BlockError, isBlockError } from '../block/errors.ts';
 import { splitByUnit } from '../block/ranges.ts';
 import type { ExceptionStore } from '../store/exception-store.ts';
+import type { CarriedTransient } from '../store/transient-store.ts';
 import { ExceptionTable } from '../store/exception-table.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { ChangedMap } from './changed-map.ts';
@@ -84,6 +85,19 @@ export class Snapshot implements BlockDevice {
     this.table = new ExceptionTable(store.recordCount);
     this.changed = new ChangedMap(size, store.chunkBytes);
     this.table.insertAll((add) => store.load((oldChunk, newChunk) => (this.changed.mark(oldChunk), add(oldChunk, newChunk))));
+  }
+
+  /** An N snapshot's in-memory state for a live restart's successor; undefined for P/PO. */
+  carryTransient(): CarriedTransient | undefined {
+    const state = this.store.carry?.();
+    if (!state) return undefined;
+    const exceptions = new Float64Array(this.table.size * 2);
+    let i = 0;
+    for (const [oldChunk, newChunk] of this.table.entries()) {
+      exceptions[i++] = oldChunk;
+      exceptions[i++] = newChunk;
+    }
+    return { ...state, exceptions };
   }
 
   /** Number of completed exceptions. */
