@@ -32,6 +32,7 @@ describe('systemd unit', () => {
     expect(text).toMatch(new RegExp(`^ExecStart=${ROOT}/bin/nbdsnap daemon`, 'm'));
     expect(text).toMatch(/^Type=notify$/m);
     expect(text).toMatch(/^NotifyAccess=all$/m);
+    expect(text).toMatch(new RegExp(`^ExecReload=${ROOT}/bin/nbdsnap restart --wait`, 'm'));
     expect(verify(text)).toEqual({ status: 0, stderr: '' });
   });
 
@@ -72,6 +73,29 @@ describe('systemd notification', () => {
       expect(exit, d.log()).toEqual({ code: 0, signal: null });
       await expect.poll(() => heard, { timeout: 20_000, message: `STOPPING in ${heard}\n${d.log()}` }).toMatch(/STOPPING=1/);
     } finally {
+      listener.kill();
+    }
+  });
+
+  it('on reload (live restart): RELOADING=1 from the old daemon, then READY=1 with the successor as MAINPID', async () => {
+    const socketPath = path.join(dir, 'notify-reload.sock');
+    const listener = spawn('python3', ['-c', LISTENER, socketPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let heard = '';
+    listener.stdout.on('data', (b) => (heard += b));
+    let successor = 0;
+    try {
+      await expect.poll(() => heard, { timeout: 10_000 }).toMatch(/listening/);
+      const d = await startDaemon(path.join(dir, 'reload'), { env: { NOTIFY_SOCKET: socketPath } });
+      await expect.poll(() => heard, { timeout: 20_000 }).toMatch(/READY=1/);
+      const r = await d.ok('restart', '--wait', '--json');
+      successor = r.pid;
+      expect(r.previousPid).toBe(d.proc.pid);
+      expect(await d.exited).toEqual({ code: 0, signal: null });
+      const after = heard.slice(heard.indexOf('READY=1') + 1);
+      expect(after).toMatch(new RegExp(`RELOADING=1`));
+      await expect.poll(() => heard.slice(heard.indexOf('RELOADING=1')), { timeout: 20_000 }).toMatch(new RegExp(`READY=1.*MAINPID=${successor}|MAINPID=${successor}.*READY=1`));
+    } finally {
+      if (successor) process.kill(successor, 'SIGTERM');
       listener.kill();
     }
   });
