@@ -68,6 +68,10 @@ export class Daemon {
   private readonly metrics: DaemonMetrics | null;
   private stopping: Promise<void> | undefined;
   private restarting = false;
+  /** The restart in progress (a stop waits for it). */
+  private restart$: Promise<unknown> | undefined;
+  /** Set once a successor took over: nothing is left here to stop. */
+  private successor: Successor | undefined;
   private markHandedOver!: (successor: Successor) => void;
 
   private constructor(ctx: DaemonContext, nbd: NbdServer, listening: Pick<DaemonInfo, 'tcp' | 'metrics'>, lock: DataDirLock, metrics: DaemonMetrics | null) {
@@ -141,10 +145,22 @@ export class Daemon {
     return daemon;
   }
 
-  /** Ordered shutdown; safe to call more than once. `keepSockets`: a failed successor leaves the socket files to the daemon it came from. */
+  /**
+   * Ordered shutdown; safe to call more than once. `keepSockets`: a failed successor leaves the
+   * socket files to the daemon it came from. During a live restart it waits for the restart's
+   * end; after a handover there is nothing left to stop (the successor serves).
+   */
   stop(keepSockets = false): Promise<void> {
-    this.stopping ??= this.shutdown(keepSockets);
+    this.stopping ??= (async () => {
+      await this.restart$?.catch(() => undefined);
+      if (!this.successor) await this.shutdown(keepSockets);
+    })();
     return this.stopping;
+  }
+
+  /** The successor that took over, if one did. */
+  get handedOverTo(): Successor | undefined {
+    return this.successor;
   }
 
   /** Successor side, after 'commit': go on with the connections the previous daemon paused. */
@@ -175,6 +191,7 @@ export class Daemon {
       throw this.failure(err);
     }
     const handover = this.ctx.exclusive(() => this.handOver(successor, timeoutMs)).finally(() => (this.restarting = false));
+    this.restart$ = handover;
     if (wait) return handover.catch((err: unknown) => Promise.reject(this.failure(err)));
     handover.catch((err: unknown) => log.error({ err }, 'live restart failed; this daemon goes on serving'));
     return { state: 'started', previousPid: process.pid, pid: successor.pid };
@@ -212,6 +229,7 @@ export class Daemon {
     this.control.handOver((s) => successor.sendFresh('control', s));
     const pauseMs = Math.round(performance.now() - started);
     ctx.log.info({ successor: successor.pid, connections: nbd.connections.length, pauseMs }, 'live restart: the successor serves; exiting');
+    this.successor = successor;
     this.markHandedOver(successor);
     return { state: 'done', previousPid: process.pid, pid: successor.pid, connections: nbd.connections.length, closed, pauseMs };
   }

@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../log.ts';
 import { tuneRuntimeForNbd } from '../nbd/runtime-tuning.ts';
 import type { DaemonConfig } from './config.ts';
 import { Daemon } from './daemon.ts';
+import type { Successor } from './restart.ts';
 import { faultPoint } from './faults.ts';
 import { awaitHandover, isSuccessor, reportReadyAwaitCommit, reportSuccessorFailure } from './successor.ts';
 
@@ -36,15 +37,16 @@ export async function runDaemon(config: DaemonConfig): Promise<number> {
     await reportReadyAwaitCommit();
     daemon.adopt(inherited);
   }
-  const outcome = await Promise.race([signalled, daemon.handedOver]);
-  if (typeof outcome !== 'string') {
-    // The successor serves with our sockets; our stores are closed. Exit without stop(), which
-    // would remove the socket files: once the last control reply and socket have left.
+  const exitAfterHandover = async (successor: Successor): Promise<never> => {
+    // The successor serves with our sockets; our stores are closed. Exit without a shutdown,
+    // which would remove the socket files: once the last control reply and socket have left.
     await daemon.controlIdle();
-    await outcome.delivered();
+    await successor.delivered();
     await flushLogs(log);
     process.exit(0);
-  }
+  };
+  const outcome = await Promise.race([signalled, daemon.handedOver]);
+  if (typeof outcome !== 'string') return exitAfterHandover(outcome);
   const signal = outcome;
   log.info({ signal }, 'signal received');
   const again = () => {
@@ -54,7 +56,8 @@ export async function runDaemon(config: DaemonConfig): Promise<number> {
   process.once('SIGTERM', again);
   process.once('SIGINT', again);
   try {
-    await daemon.stop();
+    await daemon.stop(); // a restart in progress ends first
+    if (daemon.handedOverTo) return exitAfterHandover(daemon.handedOverTo);
   } catch (err) {
     log.error({ err }, 'error during shutdown');
     await flushLogs(log);
