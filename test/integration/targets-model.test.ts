@@ -1,29 +1,24 @@
 // Randomized model-based test of snapshot-origin + snapshot: random batches of concurrent origin
 // writes, snapshot writes, write-zeroes, reads and flushes (on jittery devices, so they really
-// interleave), plus snapshot creation, removal and reopen between batches; every device is
-// compared with the reference model after every batch. NBDSNAP_MODEL_SEEDS=N runs more seeds
-// (long mode), NBDSNAP_MODEL_SEED=S replays one.
+// interleave), plus snapshot creation, removal and reopen between batches, and merges of a P/PO
+// snapshot into the origin that run in the background under the following batches (see
+// test/support/model-merge.ts: origin = the snapshot's image at the start + later writes, other
+// snapshots unchanged, the merged one gone, checked at every step of the merge and at its end);
+// every device is compared with the reference model after every batch. NBDSNAP_MODEL_SEEDS=N runs
+// more seeds (long mode), NBDSNAP_MODEL_SEED=S replays one.
 import { describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../../src/block/memory-device.ts';
 import type { BlockDevice } from '../../src/block/device.ts';
 import { openStore } from '../../src/store/open-store.ts';
 import type { StoreKind } from '../../src/store/exception-store.ts';
 import { SnapshotOrigin } from '../../src/targets/snapshot-origin.ts';
-import type { Snapshot } from '../../src/targets/snapshot.ts';
 import { jitter } from '../support/jitter-device.ts';
+import { ModelMerge, type LiveSnapshot } from '../support/model-merge.ts';
 import { makeRng, type Rng } from '../support/prng.ts';
 import { SnapshotModel, allocatedDataChunks, pattern } from '../support/snapshot-model.ts';
 
 const ORIGIN_BYTES = 256 * 1024;
 const SECTOR = 512;
-
-interface Live {
-  name: string;
-  kind: StoreKind;
-  chunkSectors: number;
-  cow: MemoryDevice;
-  snap: Snapshot;
-}
 
 interface Op {
   target: string; // 'origin' or a snapshot name
@@ -36,22 +31,23 @@ class Harness {
   readonly rng: Rng;
   readonly model = new SnapshotModel(ORIGIN_BYTES);
   readonly origin: SnapshotOrigin;
-  readonly live = new Map<string, Live>();
+  readonly originMem = new MemoryDevice(ORIGIN_BYTES);
+  readonly live = new Map<string, LiveSnapshot>();
+  merging: ModelMerge | null = null;
+  mergesDone = 0;
   private counter = 0;
   step = 0;
 
   constructor(seed: number) {
     this.rng = makeRng(seed);
-    const mem = new MemoryDevice(ORIGIN_BYTES);
-    this.origin = new SnapshotOrigin(jitter(mem, this.rng));
+    this.origin = new SnapshotOrigin(jitter(this.originMem, this.rng));
   }
 
   device(target: string): BlockDevice {
     return target === 'origin' ? this.origin : this.live.get(target)!.snap;
   }
 
-  async create(): Promise<void> {
-    const kind = this.rng.pick<StoreKind>(['P', 'PO', 'N']);
+  async create(kind = this.rng.pick<StoreKind>(['P', 'PO', 'N'])): Promise<void> {
     const chunkSectors = this.rng.pick([1, 2, 8, 16, 64]);
     // Room for every origin chunk plus header and metadata areas: the store never fills here.
     const chunks = ORIGIN_BYTES / (chunkSectors * SECTOR);
@@ -84,7 +80,9 @@ class Harness {
     const unaligned = this.rng.chance(0.15);
     const length = unaligned ? this.rng.int(1, 3 * 4096) : this.rng.int(1, 64) * SECTOR;
     const max = ORIGIN_BYTES - length;
-    const offset = unaligned ? this.rng.int(0, max) : this.rng.int(0, max / SECTOR) * SECTOR;
+    let offset = unaligned ? this.rng.int(0, max) : this.rng.int(0, max / SECTOR) * SECTOR;
+    // While merging, half the origin I/O aims at the chunks the merge takes next, to race its runs.
+    if (target === 'origin' && this.merging && this.rng.chance(0.5)) offset = Math.min(max, this.merging.nextOffset(unaligned ? 1 : SECTOR));
     return { target, kind, offset, length };
   }
 
@@ -123,7 +121,30 @@ class Harness {
     return ops;
   }
 
+  /** Origin writes of a random batch, issued at once and recorded in the model; resolves when all are done. */
+  originWrites(): Promise<void> {
+    const ops = this.batch().filter((o) => o.target === 'origin' && o.kind === 'write');
+    const data = ops.map((op) => pattern(op.length, this.step, this.rng.next));
+    const writes = ops.map((op, i) => this.origin.write(data[i], op.offset));
+    ops.forEach((op, i) => this.model.writeOrigin(data[i], op.offset));
+    return Promise.all(writes).then(() => undefined);
+  }
+
+  /** Merge snapshot `name` (P/PO, with exceptions), origin writes racing with the start on both sides. */
+  async startMerge(name: string): Promise<void> {
+    const before = this.originWrites(); // drained by the start: rolled back
+    this.merging = await ModelMerge.start(this, name, () => this.originWrites());
+    await before;
+  }
+
+  async finishMerge(): Promise<void> {
+    await this.merging!.finish();
+    this.merging = null;
+    this.mergesDone++;
+  }
+
   async verifyAll(): Promise<void> {
+    this.merging?.checkRawView();
     const buf = Buffer.alloc(ORIGIN_BYTES);
     await this.origin.read(buf, 0);
     expect(buf.equals(this.model.origin), `origin after step ${this.step}`).toBe(true);
@@ -132,8 +153,9 @@ class Harness {
       const want = this.model.get(entry.name).image;
       expect(firstDifference(buf, want), `snapshot ${entry.name} (${entry.kind} cs=${entry.chunkSectors}) after step ${this.step}`).toBe(-1);
       expect(entry.snap.status()).not.toMatch(/Invalid|Overflow/);
-      // One COW chunk per exception: nothing allocated twice for one chunk.
-      expect(allocatedDataChunks(entry.snap.store)).toBe(entry.snap.exceptionCount);
+      // One COW chunk per exception: nothing allocated twice for one chunk. A merge running in
+      // the background may have copy-outs to this snapshot in flight: checked once it is over.
+      if (!this.merging) expect(allocatedDataChunks(entry.snap.store)).toBe(entry.snap.exceptionCount);
     }
   }
 }
@@ -147,27 +169,38 @@ async function runSeed(seed: number, steps: number): Promise<void> {
   const h = new Harness(seed);
   await h.create();
   for (h.step = 0; h.step < steps; h.step++) {
+    if (h.merging?.finished) await h.finishMerge();
     const roll = h.rng.next();
     const names = [...h.live.keys()];
-    if (roll < 0.08 && h.live.size < 4) await h.create();
-    else if (roll < 0.12 && names.length > 0) await h.remove(h.rng.pick(names));
-    else if (roll < 0.16 && names.length > 0) {
+    const mergeable = names.filter((n) => h.live.get(n)!.kind !== 'N' && h.live.get(n)!.snap.exceptionCount > 0);
+    const late = h.mergesDone === 0 && !h.merging && h.step >= steps / 2; // every seed merges at least once
+    if (!h.merging && (roll < 0.1 || late) && mergeable.length > 0) await h.startMerge(h.rng.pick(mergeable));
+    else if (late && !names.some((n) => h.live.get(n)!.kind === 'P')) await h.create('P');
+    else if (h.merging && roll < 0.04) await h.merging.restart();
+    else if (roll < 0.14 && names.length > 0) await h.remove(h.rng.pick(names));
+    else if (h.merging) {
+      // No snapshot is created (or reopened) while a merge runs: the origin refuses it.
+      await Promise.all(h.batch().map((op) => h.runOp(op)));
+    } else if (roll < 0.2 && h.live.size < 4) await h.create();
+    else if (roll < 0.24 && names.length > 0) {
       const name = h.rng.pick(names);
       if (h.live.get(name)!.kind !== 'N') await h.reopen(name);
-    } else if (roll < 0.2) {
+    } else if (roll < 0.28) {
       // Snapshot creation racing with origin writes in flight: creation drains them, so every
       // write issued before the snapshot was asked for is in its image.
-      const ops = h.batch().filter((o) => o.target === 'origin' && o.kind === 'write');
-      const data = ops.map((op) => pattern(op.length, h.step, h.rng.next));
-      const writes = ops.map((op, i) => h.origin.write(data[i], op.offset));
-      ops.forEach((op, i) => h.model.writeOrigin(data[i], op.offset));
+      const writes = h.originWrites();
       await h.create();
-      await Promise.all(writes);
+      await writes;
     } else {
       await Promise.all(h.batch().map((op) => h.runOp(op)));
     }
     await h.verifyAll();
   }
+  if (h.merging) {
+    await h.merging.merge.finished;
+    await h.finishMerge();
+  }
+  expect(h.mergesDone, 'merges completed in this seed').toBeGreaterThan(0);
   for (const name of [...h.live.keys()]) await h.remove(name);
 }
 

@@ -2,6 +2,8 @@
 // P, PO and N snapshots, a random workload over several NBD connections per export, snapshot
 // creation in the middle of the workload, SIGKILL after a random delay, raw consistency check of
 // every COW file, restart, then every export read in full and compared with the CrashModel.
+// Some rounds merge a snapshot into the origin and kill the daemon during the merge
+// (crash-campaign-merge.ts).
 // Shared by test/crash/sigkill.test.ts (CI size) and scripts/crash-campaign.ts (long mode).
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -9,18 +11,21 @@ import { callDaemon } from '../../src/control/client.ts';
 import type { SnapshotKind } from '../../src/control/api.ts';
 import { startDaemon, tempDir, type DaemonHandle } from './daemon-harness.ts';
 import { CrashModel } from './crash-model.ts';
-import { NbdEndpoint } from './crash-endpoint.ts';
+import { NbdEndpoint, NbdReplyError, type Endpoint } from './crash-endpoint.ts';
 import { SECTOR, taggedBuffer } from './crash-pattern.ts';
 import { checkCowImage } from './crash-cow-check.ts';
 import { Workload, type WorkloadCounts } from './crash-workload.ts';
 import { makeRng, type Rng } from './prng.ts';
 import { killCycle } from './crash-campaign-cycle.ts';
+import { mergeRound } from './crash-campaign-merge.ts';
 
 export interface CampaignOptions {
   kills: number;
   seed: number;
   originBytes?: number;
   workers?: number;
+  /** Chance that a round is a merge round (crash-campaign-merge.ts) rather than a plain one (default 0.3). */
+  mergeChance?: number;
   /** Progress lines (one per kill). */
   log?: (line: string) => void;
 }
@@ -35,6 +40,12 @@ export interface CampaignResult {
   createsInterrupted: number;
   cowRecordsChecked: number;
   nSnapshotsReportedFailed: number;
+  /** Merges run to their end, the origin file then checked byte for byte. */
+  merges: number;
+  /** Kills in merge rounds once the merge was asked for (by SIGKILL or a merge fault point). */
+  mergeKills: number;
+  /** Restarts that found the merge still running and resumed it. */
+  mergeResumes: number;
 }
 
 interface SnapInfo {
@@ -64,7 +75,7 @@ export class Campaign {
     this.originBytes = opts.originBytes ?? 2 << 20;
     this.model = new CrashModel(this.originBytes / SECTOR, true);
     this.workload = new Workload(this.model, this.rng);
-    this.result = { kills: 0, failures: [], lostSectors: 0, counts: this.workload.counts, snapshotsCreated: 0, createsInterrupted: 0, cowRecordsChecked: 0, nSnapshotsReportedFailed: 0 };
+    this.result = { kills: 0, failures: [], lostSectors: 0, counts: this.workload.counts, snapshotsCreated: 0, createsInterrupted: 0, cowRecordsChecked: 0, nSnapshotsReportedFailed: 0, merges: 0, mergeKills: 0, mergeResumes: 0 };
   }
 
   async setup(): Promise<void> {
@@ -97,7 +108,7 @@ export class Campaign {
   async connectAll(): Promise<void> {
     for (const name of this.model.names) {
       const connections = name === ORIGIN ? 3 : 1;
-      for (let i = 0; i < connections; i++) this.workload.connect(name, await NbdEndpoint.open(this.d.nbdSocket, name));
+      for (let i = 0; i < connections; i++) this.workload.connect(name, untilExit(this.d, await NbdEndpoint.open(this.d.nbdSocket, name)));
     }
   }
 
@@ -119,6 +130,32 @@ export class Campaign {
   }
 }
 
+/**
+ * `ep`, except that a request failing for want of a connection (not an NBD error reply) settles
+ * only once the daemon has exited (2 s at most) and after a turn of the event loop: a daemon that
+ * kills itself (a fault point) must not leave the workers spinning on failures that settle at
+ * once, starving the timers and the exit event that end the workload.
+ */
+function untilExit(d: DaemonHandle, ep: Endpoint): Endpoint {
+  const settle = async <T>(request: Promise<T>): Promise<T> => {
+    try {
+      return await request;
+    } catch (err) {
+      if (!(err instanceof NbdReplyError)) {
+        await Promise.race([d.exited, sleep(2000)]);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      throw err;
+    }
+  };
+  return {
+    read: (sector, count) => settle(ep.read(sector, count)),
+    write: (data, sector, fua) => settle(ep.write(data, sector, fua)),
+    flush: () => settle(ep.flush()),
+    close: () => ep.close(),
+  };
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -129,8 +166,11 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
   try {
     await c.setup();
     while (c.result.kills < opts.kills && c.result.failures.length === 0) {
-      await killCycle(c);
-      opts.log?.(`kill ${c.result.kills}: snapshots ${c.model.names.filter((n) => n !== ORIGIN).join(' ')}; ${JSON.stringify(c.result.counts)}`);
+      // A merge round at random, and at the latest halfway through if none has finished yet.
+      const late = c.result.merges === 0 && c.result.kills >= opts.kills / 2;
+      const merging = (c.rng.chance(opts.mergeChance ?? 0.3) || late) && [...c.snaps.values()].some((s) => s.kind !== 'N');
+      await (merging ? mergeRound(c) : killCycle(c));
+      opts.log?.(`${merging ? 'merge round' : 'kill'} ${c.result.kills}: snapshots ${c.model.names.filter((n) => n !== ORIGIN).join(' ')}; ${JSON.stringify(c.result.counts)}`);
     }
     await c.d.stop();
   } finally {

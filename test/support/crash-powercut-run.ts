@@ -1,9 +1,12 @@
 // The power-cut simulation loop (see powercut-device.ts and crash-powercut-world.ts): run the
 // workload on the in-process targets, cut the power at a random operation, check every COW
 // image offline, restart every device from what survived, reopen the stores, and compare every
-// device with the model. Used by test/crash/powercut.test.ts and scripts/crash-campaign.ts.
+// device with the model. Some loads merge a snapshot into the origin, and the merge goes on
+// through the following cuts until it is done (crash-powercut-merge.ts). Used by
+// test/crash/powercut.test.ts and scripts/crash-campaign.ts.
 import { checkCowImage } from './crash-cow-check.ts';
 import { SECTOR } from './crash-pattern.ts';
+import { PowercutMerge, type MergeCounts } from './crash-powercut-merge.ts';
 import { ORIGIN, PowercutWorld } from './crash-powercut-world.ts';
 
 export interface PowercutOptions {
@@ -12,7 +15,7 @@ export interface PowercutOptions {
   originBytes?: number;
 }
 
-export interface PowercutResult {
+export interface PowercutResult extends MergeCounts {
   cuts: number;
   failures: string[];
   /** Sectors that held neither their guaranteed value nor a later write. */
@@ -46,14 +49,21 @@ async function createDuringLoad(w: PowercutWorld, r: PowercutResult): Promise<vo
   }
 }
 
-async function loadUntilCut(w: PowercutWorld, r: PowercutResult): Promise<void> {
+/** A merge starting under the workload (a load that starts one creates no snapshot). */
+async function mergeDuringLoad(w: PowercutWorld, pm: PowercutMerge): Promise<void> {
+  await ticks(w.rng.int(0, 20));
+  await pm.startDuringLoad();
+}
+
+async function loadUntilCut(w: PowercutWorld, r: PowercutResult, pm: PowercutMerge): Promise<void> {
   const cut = w.rail.armAfter(w.rng.int(1, 300), () => w.workload.stop(true));
   const running = w.workload.run(4);
-  const creating = w.rng.chance(0.3) ? createDuringLoad(w, r) : Promise.resolve();
+  const roll = w.rng.next();
+  const side = pm.active ? Promise.resolve() : roll < 0.3 ? createDuringLoad(w, r) : roll < 0.45 ? mergeDuringLoad(w, pm) : Promise.resolve();
   await cut;
   for (const name of w.model.names) r.uncertainSectors += w.model.uncertainSectors(name);
   await running;
-  await creating;
+  await side;
   r.failures.push(...w.workload.failures.splice(0));
   const c = w.workload.counts;
   r.writes += c.writes;
@@ -90,30 +100,36 @@ async function verify(w: PowercutWorld, r: PowercutResult): Promise<void> {
   }
 }
 
-/** Between cuts: keep 2 to 4 snapshots, with an N one most of the time. */
-async function maintain(w: PowercutWorld, r: PowercutResult): Promise<void> {
+/** Between cuts: keep 2 to 4 snapshots, with an N one most of the time (none is created during a merge). */
+async function maintain(w: PowercutWorld, pm: PowercutMerge): Promise<void> {
   const slots = [...w.snaps.values()];
   if (slots.length > 4) {
     await w.origin.removeSnapshot(slots[0].snap!);
     w.forget(slots[0]);
   }
+  if (pm.active) return;
   if (w.snaps.size < 2) await w.createSnapshot(w.rng.pick(['P', 'PO'] as const));
   if (!slots.some((s) => s.kind === 'N') && w.rng.chance(0.5)) await w.createSnapshot('N');
 }
 
 export async function runPowercuts(opts: PowercutOptions): Promise<PowercutResult> {
-  const r: PowercutResult = { cuts: 0, failures: [], lostSectors: 0, uncertainSectors: 0, writes: 0, fuaWrites: 0, flushes: 0, createsDuringLoad: 0, cowRecordsChecked: 0, blankCows: 0 };
+  const r: PowercutResult = { cuts: 0, failures: [], lostSectors: 0, uncertainSectors: 0, writes: 0, fuaWrites: 0, flushes: 0, createsDuringLoad: 0, cowRecordsChecked: 0, blankCows: 0, mergesStarted: 0, merges: 0, cutsDuringMerge: 0, tornMergeCommits: 0 };
   const w = new PowercutWorld(opts.seed, opts.originBytes ?? 128 * 1024);
+  const pm = new PowercutMerge(w, r, r.failures);
   await w.build();
   for (const kind of ['P', 'PO', 'N'] as const) await w.createSnapshot(kind);
   while (r.cuts < opts.cuts && r.failures.length === 0) {
-    await loadUntilCut(w, r);
+    await loadUntilCut(w, r, pm);
     r.cuts++;
     checkCows(w, r);
+    await pm.cut();
     w.restartDevices();
     await w.build();
+    await pm.resume();
     await verify(w, r);
-    await maintain(w, r);
+    await pm.finishIfDone();
+    await maintain(w, pm);
   }
+  if (r.failures.length === 0) await pm.drain();
   return r;
 }
