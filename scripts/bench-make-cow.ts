@@ -18,8 +18,8 @@ const chunkBytes = chunkSectors * 512;
 const epa = exceptionsPerArea(chunkSectors);
 const areas = Math.floor(count / epa) + 1; // the last one partial (or empty: the terminator)
 const fd = fs.openSync(out, 'w');
-// Room for every area and its data chunks, plus spare chunks so that the store is not full.
-fs.ftruncateSync(fd, (areaLocation(areas, epa) + epa) * chunkBytes);
+// Room for every area and its data chunks, plus 256 MiB to spare (a benchmark writes to it).
+fs.ftruncateSync(fd, (areaLocation(areas, epa) + epa) * chunkBytes + 256 * 1024 * 1024);
 fs.writeSync(fd, encodeHeader(chunkSectors, true), 0, chunkBytes, 0);
 for (let area = 0; area < areas; area++) {
   const buf = Buffer.alloc(chunkBytes);
