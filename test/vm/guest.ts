@@ -146,14 +146,19 @@ export class NbdsnapDaemon {
   readonly log: string;
   private child: ChildProcess | null = null;
   private exited: string | null = null;
+  /** After a live restart: the pid now serving (the child we started has exited). */
+  private successor: number | null = null;
   readonly dir: string;
   /** More `nbdsnap daemon` flags (--listen, --tls ...). */
   private readonly extraArgs: string[];
+  /** More environment for the daemon (test hooks such as NBDSNAP_FAULT). */
+  private readonly env: Record<string, string>;
 
   /** `dir` holds the data dir, sockets and log; it must not be shared with another daemon. */
-  constructor(dir: string, extraArgs: string[] = []) {
+  constructor(dir: string, extraArgs: string[] = [], env: Record<string, string> = {}) {
     this.dir = dir;
     this.extraArgs = extraArgs;
+    this.env = env;
     fs.mkdirSync(dir, { recursive: true });
     this.nbdSocket = path.join(dir, 'nbd.sock');
     this.control = path.join(dir, 'control.sock');
@@ -169,6 +174,7 @@ export class NbdsnapDaemon {
     const log = fs.openSync(this.log, 'a');
     const child = spawn(nbdsnapBin, ['daemon', '--data-dir', data, '--socket', this.nbdSocket, '--control', this.control, ...this.extraArgs], {
       stdio: ['ignore', log, log],
+      env: { ...process.env, ...this.env },
     });
     fs.closeSync(log);
     this.child = child;
@@ -207,8 +213,25 @@ export class NbdsnapDaemon {
     return r.stdout;
   }
 
+  /** `nbdsnap restart --wait --json` (issue 14): the daemon's pid changes; stop() follows it. */
+  restartLive(...args: string[]): { pid: number; previousPid: number; connections: number; closed: number; pauseMs: number } {
+    const result = JSON.parse(this.cli('restart', '--wait', '--json', ...args));
+    this.successor = result.pid;
+    return result;
+  }
+
+  /** The pid serving now. */
+  get pid(): number | undefined {
+    return this.successor ?? this.child?.pid;
+  }
+
   /** SIGTERM, then wait for the exit (SIGKILL after 60 s). */
   async stop(): Promise<void> {
+    const successor = this.successor;
+    if (successor !== null) {
+      this.successor = null;
+      await stopPid(successor);
+    }
     const child = this.child;
     if (!child) return;
     this.child = null;
@@ -226,6 +249,27 @@ export class NbdsnapDaemon {
 
   get running(): boolean {
     return this.child !== null && this.exited === null;
+  }
+}
+
+/** True while `pid` runs (a zombie, whose parent has exited and was not reaped yet, counts as gone). */
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** SIGTERM a process we did not spawn ourselves (a live restart's successor) and wait until it is gone. */
+export async function stopPid(pid: number): Promise<void> {
+  if (!alive(pid)) return;
+  process.kill(pid, 'SIGTERM');
+  try {
+    await waitFor(`pid ${pid} to exit after SIGTERM`, () => !alive(pid), 60_000);
+  } catch (err) {
+    process.kill(pid, 'SIGKILL');
+    throw err;
   }
 }
 

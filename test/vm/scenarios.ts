@@ -132,6 +132,8 @@ export interface NbdsnapBackendOptions {
   blockSize?: number;
   /** connections per export (-C / --connections) */
   connections?: number;
+  /** more environment for the daemon (test hooks: NBDSNAP_FAULT, NBDSNAP_MERGE_BATCH_BYTES) */
+  env?: Record<string, string>;
 }
 
 export class NbdsnapBackend implements Backend {
@@ -143,7 +145,7 @@ export class NbdsnapBackend implements Backend {
   /** The daemon gets a new directory (data dir, sockets, log) under `parent`. */
   constructor(parent: string, opts: NbdsnapBackendOptions = {}) {
     fs.mkdirSync(parent, { recursive: true });
-    this.daemon = new NbdsnapDaemon(fs.mkdtempSync(path.join(parent, 'daemon-')));
+    this.daemon = new NbdsnapDaemon(fs.mkdtempSync(path.join(parent, 'daemon-')), [], opts.env);
     this.opts = opts;
   }
 

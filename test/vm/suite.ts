@@ -25,6 +25,9 @@ import {
 import { ImageModel, ORIGIN, patternImage, sha256Of } from './workload.ts';
 import { nbdsnapIoFaults } from './faults.ts';
 import { nbdsnapTls } from './tls.ts';
+import { nbdsnapLiveRestart } from './restart.ts';
+import { nbdsnapCrashAttach } from './crash-attach.ts';
+import { kernelMerge, nbdsnapMergeDifferential, nbdsnapMergeFromKernel, nbdsnapMergeToKernel, type MergeContext } from './merge.ts';
 
 const seed = Number(process.env.NBDSNAP_VM_SEED ?? 6);
 const workRoot = process.env.NBDSNAP_VM_WORK ?? '/tmp/nbdsnap-vm';
@@ -46,7 +49,7 @@ function requireDaemon(): void {
 }
 
 /** Results shared between tests (the nbdsnap halves compare against the kernel halves). */
-interface Context {
+interface Context extends MergeContext {
   kernelDiff?: HalfResult;
   nbdsnapDiff?: HalfResult;
   kernelOverflow?: HalfResult;
@@ -395,6 +398,7 @@ const tests: TestCase[] = [
     name: 'kernel-overflow', daemon: false,
     run: async (c, d) => { c.kernelOverflow = await overflowScenario(() => new KernelBackend('ko'), d); },
   },
+  { name: 'kernel-merge', daemon: false, run: kernelMerge },
   { name: 'nbdsnap-filesystem', daemon: true, run: nbdsnapFilesystem },
   { name: 'nbdsnap-differential', daemon: true, run: nbdsnapDifferential },
   { name: 'nbdsnap-cross-activation-to-kernel', daemon: true, run: crossNbdsnapToKernel },
@@ -408,6 +412,11 @@ const tests: TestCase[] = [
   },
   { name: 'nbdsnap-io-faults', daemon: true, run: nbdsnapIoFaults },
   { name: 'nbdsnap-tls', daemon: true, run: nbdsnapTls },
+  { name: 'nbdsnap-live-restart', daemon: true, run: (_c, d) => (requireDaemon(), nbdsnapLiveRestart(d)) },
+  { name: 'nbdsnap-crash-attach', daemon: true, run: async (_c, d) => { requireDaemon(); await nbdsnapCrashAttach(d); } },
+  { name: 'nbdsnap-merge-differential', daemon: true, run: nbdsnapMergeDifferential },
+  { name: 'nbdsnap-merge-to-kernel', daemon: true, run: nbdsnapMergeToKernel },
+  { name: 'nbdsnap-merge-from-kernel', daemon: true, run: nbdsnapMergeFromKernel },
 ];
 
 /** Unfreezes and unmounts whatever a failed test left mounted under the work directory. */
