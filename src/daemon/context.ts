@@ -18,4 +18,6 @@ export interface DaemonContext {
    * their exceptions instead of failing them (and forgets them).
    */
   transients?: Map<string, CarriedTransient>;
+  /** PO snapshots a live restart found in Overflow: restore puts them back in it. */
+  overflowed?: Set<string>;
 }

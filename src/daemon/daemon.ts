@@ -15,7 +15,6 @@ import { clearStaleSocket } from '../common/unix-socket.ts';
 import type { Logger } from '../log.ts';
 import type { DaemonMetrics } from '../metrics/daemon-metrics.ts';
 import { DEFAULT_POOL_BYTES, NbdServer } from '../nbd/server.ts';
-import type { CarriedTransient } from '../store/transient-store.ts';
 import type { DaemonConfig } from './config.ts';
 import type { DaemonContext } from './context.ts';
 import { createHandlers, createLock } from './handlers.ts';
@@ -26,7 +25,7 @@ import { restoreAll } from './restore.ts';
 import { makeDirs } from './paths.ts';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.ts';
 import { metricsSource } from './metrics-source.ts';
-import { DEFAULT_RESTART_TIMEOUT_MS, RestartFailed, Successor } from './restart.ts';
+import { DEFAULT_RESTART_TIMEOUT_MS, RestartFailed, Successor, type CarriedState } from './restart.ts';
 import { adoptConnections, adoptInherited, type Inherited } from './adopt.ts';
 
 export const CATALOG_FILE = 'catalog.db';
@@ -113,7 +112,7 @@ export class Daemon {
     const exports = new ExportLifecycle({ bufferPool, onCopy: metrics?.onCopy, mergeBatchBytes });
     const nbd = new NbdServer({ exports, bufferPool, logger: log.child({ module: 'nbd' }), tls: config.tls, observer: metrics?.nbd });
     exports.bindServer(nbd);
-    const ctx: DaemonContext = { config, catalog, exports, log, exclusive: createLock(), transients: inherited?.transients };
+    const ctx: DaemonContext = { config, catalog, exports, log, exclusive: createLock(), transients: inherited?.transients, overflowed: inherited?.overflowed };
     let daemon: Daemon | undefined;
     try {
       repairCatalog(catalog, log);
@@ -213,17 +212,17 @@ export class Daemon {
     ctx.log.info({ connections: nbd.connections.length, closed }, 'live restart: connections paused, closing stores');
     await this.metrics?.close();
     // Transient snapshots live in memory: their exceptions go to the successor (or come back).
-    const transients = ctx.exports.carryTransients();
+    const carried: CarriedState = { transients: ctx.exports.carryTransients(), overflowed: new Set(ctx.exports.overflowedSnapshots()) };
     let failed: unknown;
     await ctx.exports.closeAll(ctx.log).catch((err: unknown) => (failed = err));
     ctx.catalog.close();
     this.lock.release();
-    if (failed) return this.takeBack(successor, nbd.fresh, heldControl(), transients, failed);
+    if (failed) return this.takeBack(successor, nbd.fresh, heldControl(), carried, failed);
     const fresh = heldControl();
     try {
-      await successor.handOver(nbd, { listener: this.control.listenerHandle, path: ctx.config.controlSocket, fresh }, transients, timeoutMs);
+      await successor.handOver(nbd, { listener: this.control.listenerHandle, path: ctx.config.controlSocket, fresh }, carried, timeoutMs);
     } catch (err) {
-      return this.takeBack(successor, nbd.fresh, fresh, transients, err);
+      return this.takeBack(successor, nbd.fresh, fresh, carried, err);
     }
     this.nbd.forwardNewConnections((s) => successor.sendFresh('nbd', s));
     this.control.handOver((s) => successor.sendFresh('control', s));
@@ -235,7 +234,7 @@ export class Daemon {
   }
 
   /** The successor failed after this daemon closed its stores: open everything again and go on. */
-  private async takeBack(successor: Successor, nbdFresh: net.Socket[], controlFresh: net.Socket[], transients: Map<string, CarriedTransient>, err: unknown): Promise<never> {
+  private async takeBack(successor: Successor, nbdFresh: net.Socket[], controlFresh: net.Socket[], carried: CarriedState, err: unknown): Promise<never> {
     const { ctx } = this;
     await successor.kill();
     ctx.log.warn({ err }, 'live restart failed: taking everything back');
@@ -244,7 +243,8 @@ export class Daemon {
       this.lock = lock;
       ctx.catalog = catalog;
       repairCatalog(catalog, ctx.log);
-      ctx.transients = transients;
+      ctx.transients = carried.transients;
+      ctx.overflowed = carried.overflowed;
       await restoreAll(ctx);
       if (this.metrics) await this.metrics.listen();
     } catch (reopenErr) {

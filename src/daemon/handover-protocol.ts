@@ -13,6 +13,8 @@ export type ToSuccessor =
   | { type: 'connection'; state: TransmissionState; rest: string }
   /** A transient (N) snapshot's in-memory state; exceptions: Float64 (old, new) pairs, base64. */
   | { type: 'transient'; name: string; nextFreeSector: number; invalid: boolean; exceptions: string }
+  /** PO snapshots in Overflow (kept in memory only): the successor puts them back in it. */
+  | { type: 'overflowed'; names: string[] }
   /** A connection accepted but never read (with a handle). */
   | { type: 'fresh'; kind: 'nbd' | 'control' }
   /** Everything is handed over and the data dir is free: open it and serve. */

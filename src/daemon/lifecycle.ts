@@ -212,6 +212,15 @@ export class ExportLifecycle implements ExportProvider {
     return carried;
   }
 
+  /** Live restart: the PO snapshots in Overflow (a state kept in memory only, as in the kernel). */
+  overflowedSnapshots(): string[] {
+    const names: string[] = [];
+    for (const origin of this.originMap.values()) {
+      for (const snap of origin.snapshots.values()) if (snap.target?.store.state === 'overflow') names.push(snap.row.name);
+    }
+    return names;
+  }
+
   /** Register a snapshot that could not be started: listed with its reason, never served. */
   addFailedSnapshot(origin: OriginEntry, row: SnapshotRow, error: string, log: Logger): SnapshotEntry {
     const entry: SnapshotEntry = { row, target: null, error, log, state: 'failed' };

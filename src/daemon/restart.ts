@@ -24,6 +24,12 @@ const LAUNCHER = path.resolve(import.meta.dirname, '../../bin/nbdsnap');
 
 export class RestartFailed extends Error {}
 
+/** What lives only in the daemon's memory and must survive a restart. */
+export interface CarriedState {
+  transients: Map<string, CarriedTransient>;
+  overflowed: Set<string>;
+}
+
 /** What the old daemon gives its successor besides the NBD side. */
 export interface ControlHandover {
   listener: RawHandle | undefined;
@@ -39,6 +45,7 @@ export class Successor {
   private readonly gone: Promise<string>;
   private readonly waiters = new Map<FromSuccessor['type'], () => void>();
   private sending = Promise.resolve();
+  private unsent = 0;
 
   private constructor(child: ChildProcess, log: Logger) {
     this.child = child;
@@ -66,7 +73,9 @@ export class Successor {
   }
 
   /** Send everything and 'go'; resolves once the successor serves. */
-  async handOver(nbd: NbdHandover, control: ControlHandover, transients: Map<string, CarriedTransient>, timeoutMs: number): Promise<void> {
+  async handOver(nbd: NbdHandover, control: ControlHandover, carried: CarriedState, timeoutMs: number): Promise<void> {
+    const { transients, overflowed } = carried;
+    if (overflowed.size > 0) this.send({ type: 'overflowed', names: [...overflowed] });
     for (const [name, t] of transients) {
       const exceptions = Buffer.from(t.exceptions.buffer, t.exceptions.byteOffset, t.exceptions.byteLength).toString('base64');
       this.send({ type: 'transient', name, nextFreeSector: t.nextFreeSector, invalid: t.invalid, exceptions });
@@ -87,9 +96,12 @@ export class Successor {
     if (handle) this.send({ type: 'fresh', kind }, handle);
   }
 
-  /** Resolves once every message sent so far has been delivered. */
-  delivered(): Promise<void> {
-    return this.sending;
+  /**
+   * Resolves once every message sent has been delivered, including those queued while waiting
+   * (connections this daemon still accepts and forwards). The caller exits in the same tick.
+   */
+  async delivered(): Promise<void> {
+    while (this.unsent > 0) await this.sending;
   }
 
   /** Give up on it: SIGKILL, and wait for it to be gone (it may hold the data dir's lock). */
@@ -102,12 +114,17 @@ export class Successor {
   }
 
   private send(msg: ToSuccessor, handle?: RawHandle): void {
+    this.unsent++;
     this.sending = this.sending.then(() => new Promise<void>((resolve) => {
-      if (!this.child.connected) return resolve();
+      const done = (): void => {
+        this.unsent--;
+        resolve();
+      };
+      if (!this.child.connected) return done();
       // keepOpen: until the successor serves, this daemon may have to take the connection back.
       this.child.send(msg, handle as net.Socket | undefined, { keepOpen: true }, (err) => {
         if (err) this.log.warn({ err, message: msg.type }, 'handing a socket to the successor failed');
-        resolve();
+        done();
       });
     }));
   }

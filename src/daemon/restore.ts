@@ -49,6 +49,8 @@ async function restoreSnapshot(ctx: DaemonContext, origin: OriginEntry, row: Sna
       autoextend: autoextendPolicy(config, row),
       carried,
     });
+    // Overflow lives in memory only (as in the kernel); a live restart carries it over.
+    if (ctx.overflowed?.delete(row.name)) snap.target?.store.overflow();
     if (row.mergeTotal === null) {
       exports.serveSnapshot(origin, snap);
       return {};

@@ -41,8 +41,10 @@ export async function runDaemon(config: DaemonConfig): Promise<number> {
     // The successor serves with our sockets; our stores are closed. Exit without a shutdown,
     // which would remove the socket files: once the last control reply and socket have left.
     await daemon.controlIdle();
-    await successor.delivered();
     await flushLogs(log);
+    // Connections accepted meanwhile are forwarded; exit in the same tick as the last delivery,
+    // so that none is accepted here and lost.
+    await successor.delivered();
     process.exit(0);
   };
   const outcome = await Promise.race([signalled, daemon.handedOver]);

@@ -16,6 +16,8 @@ export interface Inherited {
   fresh: { kind: 'nbd' | 'control'; handle: RawHandle }[];
   /** Transient (N) snapshots' state, by name. */
   transients: Map<string, CarriedTransient>;
+  /** PO snapshots in Overflow. */
+  overflowed: Set<string>;
   /** Where connections handed over after 'go' are delivered (set by the daemon once it serves). */
   onLate(fn: (kind: 'nbd' | 'control', handle: RawHandle) => void): void;
 }
@@ -54,7 +56,7 @@ export function awaitHandover(): Promise<Inherited> {
   delete process.env[SUCCESSOR_ENV]; // not inherited by anything this process starts
   let late: ((kind: 'nbd' | 'control', handle: RawHandle) => void) | undefined;
   const inherited: Inherited = {
-    nbdListeners: [], control: undefined, connections: [], fresh: [], transients: new Map(),
+    nbdListeners: [], control: undefined, connections: [], fresh: [], transients: new Map(), overflowed: new Set(),
     onLate(fn) {
       late = fn;
       for (const f of inherited.fresh.splice(0)) fn(f.kind, f.handle);
@@ -64,6 +66,10 @@ export function awaitHandover(): Promise<Inherited> {
     let going = false;
     process.on('message', (msg: ToSuccessor, handle?: RawHandle) => {
       if (msg.type === 'commit') return;
+      if (msg.type === 'overflowed') {
+        for (const name of msg.names) inherited.overflowed.add(name);
+        return;
+      }
       if (msg.type === 'transient') {
         const bytes = Buffer.from(msg.exceptions, 'base64');
         const exceptions = new Float64Array(bytes.buffer, bytes.byteOffset, bytes.length / 8);

@@ -11,8 +11,11 @@ export const BIN = path.join(ROOT, 'bin/nbdsnap');
 
 /** Daemons still running: killed when the test process exits, so a failed test leaks none. */
 const live = new Set<ChildProcess>();
+/** Data dirs of the daemons started here: a live restart's successors are found by these (see daemonPidsOf). */
+const dataDirs = new Set<string>();
 process.once('exit', () => {
   for (const proc of live) proc.kill('SIGKILL');
+  for (const dataDir of dataDirs) for (const pid of daemonPidsOf(dataDir)) killQuietly(pid, 'SIGKILL');
 });
 
 export function tempDir(prefix = 'daemon-e2e-'): string {
@@ -84,6 +87,7 @@ export async function startDaemon(dir: string, opts: { env?: Record<string, stri
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   live.add(proc);
+  dataDirs.add(dataDir);
   proc.once('exit', () => live.delete(proc));
   let logText = '';
   proc.stderr!.on('data', (b) => (logText += b));
@@ -161,4 +165,68 @@ export async function holdConnection(d: DaemonHandle, name: string, kind: 'origi
       await closed;
     },
   };
+}
+
+function killQuietly(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone: nothing to end
+  }
+}
+
+/**
+ * The processes serving `dataDir`: the daemon this harness started and, after a live restart,
+ * the successors it spawned (`bin/nbdsnap daemon` with the same argv, so the same
+ * `--data-dir DIR`). Each test's data dir is a fresh temp dir, so these are processes the test
+ * started and no others.
+ */
+export function daemonPidsOf(dataDir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    let argv: string[];
+    try {
+      argv = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue; // exited meanwhile
+    }
+    const at = argv.indexOf('--data-dir');
+    if (at >= 0 && argv[at + 1] === dataDir && argv.includes('daemon')) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+/** True while process `pid` exists (a zombie counts as gone). */
+export function processAlive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** The pid of the daemon answering on `d`'s control socket now (it changes with every live restart). */
+export async function daemonPid(d: DaemonHandle): Promise<number> {
+  return (await callDaemon(d.control, { op: 'daemon.info' })).pid;
+}
+
+/**
+ * Stop whatever serves `d` now, after any number of live restarts: `signal` to every process of
+ * its data dir, SIGKILL to any left after `graceMs`, and wait until all are gone. Returns the
+ * pids that had to be killed (empty after a clean stop).
+ */
+export async function stopDaemonChain(d: DaemonHandle, signal: NodeJS.Signals = 'SIGTERM', graceMs = 20_000): Promise<number[]> {
+  for (const pid of daemonPidsOf(d.dataDir)) killQuietly(pid, signal);
+  const deadline = Date.now() + graceMs;
+  let left = daemonPidsOf(d.dataDir);
+  while (left.some(processAlive) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    left = daemonPidsOf(d.dataDir).filter(processAlive);
+  }
+  const killed = left.filter(processAlive);
+  for (const pid of killed) killQuietly(pid, 'SIGKILL');
+  while (daemonPidsOf(d.dataDir).some(processAlive)) await new Promise((r) => setTimeout(r, 20));
+  return killed;
 }
