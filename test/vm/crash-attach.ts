@@ -13,11 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { NbdsnapDaemon, freeNbd, nbdConnected, nbdDetach, nbdSectors, run, waitFor, zeroFile } from './guest.ts';
-
-function log(msg: string): void {
-  process.stdout.write(`  ${msg}\n`);
-}
+import { NbdsnapDaemon, freeNbd, nbdConnected, nbdDetach, nbdSectors, run, waitFor, zeroFile, log } from './guest.ts';
 
 interface Mode {
   name: string;

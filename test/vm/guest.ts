@@ -273,6 +273,22 @@ export async function stopPid(pid: number): Promise<void> {
   }
 }
 
+/** A progress line under the current test's RUN line. */
+export function log(msg: string): void {
+  process.stdout.write(`  ${msg}\n`);
+}
+
+/** Throws with every problem found, if any. */
+export function fail(problems: string[]): void {
+  if (problems.length > 0) throw new Error(problems.join('; '));
+}
+
+/** Throws DaemonUnavailable unless `bin/nbdsnap daemon` works. */
+export function requireDaemon(): void {
+  const reason = daemonUnavailableReason();
+  if (reason) throw new DaemonUnavailable(reason);
+}
+
 /** Best-effort cleanup between tests: daemons, nbd, device-mapper and loop devices left behind. */
 export async function resetDevices(): Promise<void> {
   await stopAllDaemons();

@@ -29,8 +29,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import {
   DaemonUnavailable, daemonUnavailableReason, dmCreate, dmRemove, loopAttach, loopDetach, nbdDetach, nbdsnapBin,
-  run, sectorsOf, waitFor,
-} from './guest.ts';
+  run, sectorsOf, waitFor, log, fail, requireDaemon } from './guest.ts';
 import {
   KernelBackend, NbdsnapBackend, blankFiles, diffRecords, differentialLayout, readHeader, shaOrError,
   type Devices, type Files, type Layout,
@@ -54,19 +53,6 @@ const DELAY_MS = 200;
 const BATCH_BYTES = 4096;
 /** nbdsnap-merge-to-kernel: killed after this many batches (one run each at BATCH_BYTES). */
 const KILL_AFTER_BATCHES = 40;
-
-function log(msg: string): void {
-  process.stdout.write(`  ${msg}\n`);
-}
-
-function fail(problems: string[]): void {
-  if (problems.length > 0) throw new Error(problems.join('; '));
-}
-
-function requireDaemon(): void {
-  const reason = daemonUnavailableReason();
-  if (reason) throw new DaemonUnavailable(reason);
-}
 
 /** What a one-side merge (kernel-merge, nbdsnap-merge-differential) leaves for the other tests. */
 export interface MergeResult {

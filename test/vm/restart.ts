@@ -4,15 +4,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { NbdsnapDaemon, freeNbd, freshDir, nbdConnected, nbdDetach, nbdSectors, nbdsnapBin, projectRoot, run, waitFor, zeroFile } from './guest.ts';
+import { NbdsnapDaemon, freeNbd, freshDir, nbdConnected, nbdDetach, nbdSectors, nbdsnapBin, projectRoot, run, waitFor, zeroFile, log } from './guest.ts';
 
 const RESTARTS = 10;
 /** Kernel messages that mean a client saw a failure (a dropped connection, an error, a timeout). */
 const KERNEL_TROUBLE = /I\/O error|Buffer I\/O|EXT4-fs (error|warning)|nbd\d+: .*(dead|timed out|error|Receive control failed|shutting down|Attempted send)/i;
-
-function log(msg: string): void {
-  process.stdout.write(`  ${msg}\n`);
-}
 
 interface Writer {
   progress(): number;

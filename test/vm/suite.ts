@@ -16,8 +16,7 @@ import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import {
   DaemonUnavailable, NbdsnapDaemon, daemonUnavailableReason, freeNbd, freshDir, nbdAttach, nbdDetach,
-  nbdSectors, projectRoot, resetDevices, run, stopAllDaemons, waitFor, zeroFile,
-} from './guest.ts';
+  nbdSectors, projectRoot, resetDevices, run, stopAllDaemons, waitFor, zeroFile, log, fail, requireDaemon } from './guest.ts';
 import {
   KernelBackend, NbdsnapBackend, blankFiles, diffRecords, differentialLayout, expectedSha, firstDifference,
   readBack, readHeader, runWorkloadHalf, type Backend, type Files, type HalfResult, type Layout,
@@ -34,19 +33,6 @@ const workRoot = process.env.NBDSNAP_VM_WORK ?? '/tmp/nbdsnap-vm';
 const fixturesDir = process.env.NBDSNAP_FIXTURES ?? path.resolve(projectRoot, 'test/data/fixtures');
 
 class Skip extends Error {}
-
-function log(msg: string): void {
-  process.stdout.write(`  ${msg}\n`);
-}
-
-function fail(problems: string[]): void {
-  if (problems.length > 0) throw new Error(problems.join('; '));
-}
-
-function requireDaemon(): void {
-  const reason = daemonUnavailableReason();
-  if (reason) throw new DaemonUnavailable(reason);
-}
 
 /** Results shared between tests (the nbdsnap halves compare against the kernel halves). */
 interface Context extends MergeContext {
