@@ -40,16 +40,30 @@ export async function clearStaleSocket(path: string, timeoutMs = 1000): Promise<
   fs.unlinkSync(path);
 }
 
-/** listen() on a Unix socket created with mode 0600 (umask set around the synchronous bind). */
+/**
+ * listen() on a Unix socket created with mode 0600 (umask set around the synchronous bind). It is
+ * bound under a temporary name beside `path` and renamed into place: clients never see it before
+ * its mode is set, and libuv, which unlinks the name it bound when the listener closes, never
+ * removes `path` itself. A live restart relies on that: the old daemon closes its copy of a
+ * listener the successor goes on accepting on (the socket file is removed by whoever stops).
+ */
 export function listenPrivate(server: net.Server, path: string): Promise<void> {
+  const bound = `${path}.${process.pid}.bind`;
+  fs.rmSync(bound, { force: true });
   return new Promise((resolve, reject) => {
     const previous = process.umask(0o177);
     try {
       server.once('error', reject);
-      server.listen(path, () => {
+      server.listen(bound, () => {
         server.off('error', reject);
-        fs.chmodSync(path, 0o600); // belt and braces: the bind already used the umask
-        resolve();
+        try {
+          fs.chmodSync(bound, 0o600); // belt and braces: the bind already used the umask
+          fs.renameSync(bound, path);
+          resolve();
+        } catch (err) {
+          server.close();
+          reject(err);
+        }
       });
     } finally {
       process.umask(previous);

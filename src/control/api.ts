@@ -138,9 +138,14 @@ export interface RestartResult {
   state: 'started' | 'done';
   previousPid: number;
   pid: number;
-  /** With 'done': NBD connections handed over, and those closed instead (TLS, still negotiating). */
+  /** With 'done': NBD connections handed over, and those closed instead (still negotiating). */
   connections?: number;
   closed?: number;
+  /**
+   * With 'done': how many of `connections` use TLS. Their keys cannot leave a process, so the
+   * previous daemon stays (pid previousPid) to relay them to the successor until they end.
+   */
+  relayed?: number;
   /** With 'done': milliseconds from the pause of the first connection to the successor serving. */
   pauseMs?: number;
 }

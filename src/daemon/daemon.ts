@@ -72,6 +72,10 @@ export class Daemon {
   /** Set once a successor took over: nothing is left here to stop. */
   private successor: Successor | undefined;
   private markHandedOver!: (successor: Successor) => void;
+  /** After a handover: the TLS connections relayed to the successor. */
+  private relay: { relayed: number; ended: Promise<void> } | undefined;
+  /** After a handover: this process's copies of the connections accepted but never read. */
+  private heldFresh: net.Socket[] = [];
 
   private constructor(ctx: DaemonContext, nbd: NbdServer, listening: Pick<DaemonInfo, 'tcp' | 'metrics'>, lock: DataDirLock, metrics: DaemonMetrics | null) {
     this.ctx = ctx;
@@ -173,6 +177,23 @@ export class Daemon {
   }
 
   /**
+   * After a handover with TLS connections to relay: let go of everything else this process still
+   * has (listeners, control connections, its copies of the sockets handed over); resolves with a
+   * promise that settles once the last relayed connection has ended.
+   */
+  async keepOnlyRelays(): Promise<Promise<void>> {
+    for (const socket of this.heldFresh.splice(0)) socket.destroy();
+    this.nbd.releaseHandedOver();
+    await this.control.close(true); // resolves once its listener has no connection left here
+    return this.relay?.ended ?? Promise.resolve();
+  }
+
+  /** TLS connections this process relays to its successor (0 unless handed over). */
+  get relayed(): number {
+    return this.relay?.relayed ?? 0;
+  }
+
+  /**
    * Live restart. Refused while another one runs; serialised with every change (a create or a
    * merge step in progress finishes first). `wait`: answer once the successor serves.
    */
@@ -214,7 +235,8 @@ export class Daemon {
     // Transient snapshots live in memory: their exceptions go to the successor (or come back).
     const carried: CarriedState = { transients: ctx.exports.carryTransients(), overflowed: new Set(ctx.exports.overflowedSnapshots()) };
     let failed: unknown;
-    await ctx.exports.closeAll(ctx.log).catch((err: unknown) => (failed = err));
+    // No flush: the successor opens the same files (a FLUSH there syncs what is pending).
+    await ctx.exports.closeAll(ctx.log, { flush: false }).catch((err: unknown) => (failed = err));
     ctx.catalog.close();
     this.lock.release();
     if (failed) return this.takeBack(successor, nbd.fresh, heldControl(), carried, failed);
@@ -226,11 +248,14 @@ export class Daemon {
     }
     this.nbd.forwardNewConnections((s) => successor.sendFresh('nbd', s));
     this.control.handOver((s) => successor.sendFresh('control', s));
+    this.relay = this.nbd.relayHandedOver();
+    const { relayed } = this.relay;
+    this.heldFresh = [...nbd.fresh, ...fresh];
     const pauseMs = Math.round(performance.now() - started);
-    ctx.log.info({ successor: successor.pid, connections: nbd.connections.length, pauseMs }, 'live restart: the successor serves; exiting');
+    ctx.log.info({ successor: successor.pid, connections: nbd.connections.length, relayed, pauseMs }, relayed ? 'live restart: the successor serves; relaying its TLS connections' : 'live restart: the successor serves; exiting');
     this.successor = successor;
     this.markHandedOver(successor);
-    return { state: 'done', previousPid: process.pid, pid: successor.pid, connections: nbd.connections.length, closed, pauseMs };
+    return { state: 'done', previousPid: process.pid, pid: successor.pid, connections: nbd.connections.length, closed, relayed, pauseMs };
   }
 
   /** The successor failed after this daemon closed its stores: open everything again and go on. */

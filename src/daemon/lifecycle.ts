@@ -22,7 +22,7 @@ import { openStore, validateChunkSize } from '../store/open-store.ts';
 import type { CarriedTransient } from '../store/transient-store.ts';
 import { SnapshotOrigin } from '../targets/snapshot-origin.ts';
 import type { SnapshotMerge } from '../targets/merge.ts';
-import type { CopyObserver, Snapshot } from '../targets/snapshot.ts';
+import type { CloseOptions, CopyObserver, Snapshot } from '../targets/snapshot.ts';
 import { dirtyBitmapsFor } from './dirty-bitmaps.ts';
 import { faultPoint } from './faults.ts';
 
@@ -249,15 +249,15 @@ export class ExportLifecycle implements ExportProvider {
    * (state 'removing') until forgetSnapshot, once its catalog row is gone. Detaching is done even
    * if closing fails (the error is thrown), so a retry does not detach twice.
    */
-  async detachSnapshot(origin: OriginEntry, snap: SnapshotEntry): Promise<void> {
+  async detachSnapshot(origin: OriginEntry, snap: SnapshotEntry, opts: CloseOptions = {}): Promise<void> {
     snap.state = 'removing';
     await this.unserve(snap.row.name);
     const target = snap.target;
     snap.target = null;
     if (!target) return;
     // A merging snapshot is no longer among the origin's snapshots: ending the merge closes it.
-    if (origin.target!.merge?.snapshot === target) await origin.target!.endMerge();
-    else await origin.target!.removeSnapshot(target);
+    if (origin.target!.merge?.snapshot === target) await origin.target!.endMerge(opts);
+    else await origin.target!.removeSnapshot(target, opts);
   }
 
   /**
@@ -315,7 +315,7 @@ export class ExportLifecycle implements ExportProvider {
   }
 
   /** Close an unserved origin whose snapshots are all detached, and forget it. */
-  async closeOrigin(origin: OriginEntry): Promise<void> {
+  async closeOrigin(origin: OriginEntry, opts: CloseOptions = {}): Promise<void> {
     if (origin.state !== 'removing' && origin.state !== 'failed') throw new Error(`lifecycle: origin ${origin.row.name} is still ${origin.state}`);
     if (origin.snapshots.size > 0) throw new Error(`lifecycle: origin ${origin.row.name} still has snapshots`);
     const target = origin.target;
@@ -323,7 +323,7 @@ export class ExportLifecycle implements ExportProvider {
     this.originMap.delete(origin.row.name);
     if (target) {
       try {
-        await target.flush();
+        if (opts.flush !== false) await target.flush();
       } finally {
         await target.close();
       }
@@ -332,10 +332,10 @@ export class ExportLifecycle implements ExportProvider {
 
   /**
    * Shutdown (the NBD server is closed first): detach every snapshot and close every origin,
-   * flushing each. One export that fails to close does not leave the others open; the first
+   * flushing each (not for a live restart: see CloseOptions). One export that fails to close does not leave the others open; the first
    * error is thrown at the end.
    */
-  async closeAll(log: Logger): Promise<void> {
+  async closeAll(log: Logger, opts: CloseOptions = {}): Promise<void> {
     let failed: unknown;
     const attempt = async (what: string, step: () => Promise<void>): Promise<void> => {
       try {
@@ -351,9 +351,9 @@ export class ExportLifecycle implements ExportProvider {
       // A merging snapshot first: its engine must stop before any other snapshot stops getting
       // the copy-outs of the origin chunks it overwrites.
       const snaps = [...origin.snapshots.values()].sort((a, b) => Number(b.state === 'merging') - Number(a.state === 'merging'));
-      for (const snap of snaps) await attempt(snap.row.name, () => this.detachSnapshot(origin, snap));
+      for (const snap of snaps) await attempt(snap.row.name, () => this.detachSnapshot(origin, snap, opts));
       origin.snapshots.clear(); // a snapshot that failed to close is gone all the same
-      await attempt(origin.row.name, () => this.closeOrigin(origin));
+      await attempt(origin.row.name, () => this.closeOrigin(origin, opts));
     }
     this.originMap.clear();
     this.served.clear();

@@ -46,6 +46,8 @@ export class Successor {
   private readonly waiters = new Map<FromSuccessor['type'], () => void>();
   private sending = Promise.resolve();
   private unsent = 0;
+  /** 'commit' is sent: nothing sent from now on can come back here. */
+  private committed = false;
 
   private constructor(child: ChildProcess, log: Logger) {
     this.child = child;
@@ -88,9 +90,10 @@ export class Successor {
     this.send({ type: 'go' });
     await this.expect('ready', timeoutMs, 'serve');
     this.send({ type: 'commit' });
+    this.committed = true;
   }
 
-  /** Give the successor a connection accepted here and never read. */
+  /** Give the successor a connection accepted here and never read (after 'commit', this process's copy is closed). */
   sendFresh(kind: 'nbd' | 'control', socket: net.Socket): void {
     const handle = rawHandle(socket);
     if (handle) this.send({ type: 'fresh', kind }, handle);
@@ -102,6 +105,11 @@ export class Successor {
    */
   async delivered(): Promise<void> {
     while (this.unsent > 0) await this.sending;
+  }
+
+  /** Close the IPC channel (a previous daemon staying to relay TLS connections has nothing more to send). */
+  disconnect(): void {
+    if (this.child.connected) this.child.disconnect();
   }
 
   /** Give up on it: SIGKILL, and wait for it to be gone (it may hold the data dir's lock). */
@@ -122,7 +130,7 @@ export class Successor {
       };
       if (!this.child.connected) return done();
       // keepOpen: until the successor serves, this daemon may have to take the connection back.
-      this.child.send(msg, handle as net.Socket | undefined, { keepOpen: true }, (err) => {
+      this.child.send(msg, handle as net.Socket | undefined, { keepOpen: !this.committed }, (err) => {
         if (err) this.log.warn({ err, message: msg.type }, 'handing a socket to the successor failed');
         done();
       });

@@ -8,6 +8,7 @@ import type { DaemonConfig } from './config.ts';
 import { Daemon } from './daemon.ts';
 import type { Successor } from './restart.ts';
 import { faultPoint } from './faults.ts';
+import { warmUpSnapshotLoading } from './warm-up.ts';
 import { awaitHandover, isSuccessor, reportReadyAwaitCommit, reportSuccessorFailure } from './successor.ts';
 
 function flushLogs(log: Logger): Promise<void> {
@@ -24,6 +25,10 @@ export async function runDaemon(config: DaemonConfig): Promise<number> {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
+  if (isSuccessor()) {
+    // Before 'loaded' (the old daemon pauses its clients then): see warm-up.ts.
+    log.debug({ ms: Math.round(await warmUpSnapshotLoading()) }, 'live restart: snapshot loading warmed up');
+  }
   const inherited = isSuccessor() ? await awaitHandover() : undefined;
   let daemon: Daemon;
   try {
@@ -41,6 +46,17 @@ export async function runDaemon(config: DaemonConfig): Promise<number> {
     // The successor serves with our sockets; our stores are closed. Exit without a shutdown,
     // which would remove the socket files: once the last control reply and socket have left.
     await daemon.controlIdle();
+    if (daemon.relayed > 0) {
+      // TLS connections stay here, relayed to the successor: stop everything else, then wait for
+      // them to end. A signal now ends them (the successor serves everything but them).
+      process.on('SIGTERM', () => process.exit(0)).on('SIGINT', () => process.exit(0));
+      const relaysEnded = await daemon.keepOnlyRelays(); // nothing is accepted here from now on
+      await successor.delivered();
+      successor.disconnect();
+      log.info({ relayed: daemon.relayed, successor: successor.pid }, 'live restart: relaying TLS connections to the successor until they end');
+      await relaysEnded;
+      log.info('live restart: the last relayed TLS connection ended; exiting');
+    }
     await flushLogs(log);
     // Connections accepted meanwhile are forwarded; exit in the same tick as the last delivery,
     // so that none is accepted here and lost.

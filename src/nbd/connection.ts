@@ -1,7 +1,8 @@
 // One client socket from accept to close: handshake (bounded in time), then a
 // TransmissionSession. Every failure here ends this connection only.
 import type { Socket } from 'node:net';
-import { restartReading, stopReading, type RawHandle } from '../common/accept-gate.ts';
+import { rawHandle, restartReading, stopReading, type RawHandle } from '../common/accept-gate.ts';
+import { socketPair, type SocketPair } from '../common/socket-pair.ts';
 import { ByteQueue, ConnectionClosedError } from './byte-queue.ts';
 import { ProtocolError } from './errno.ts';
 import { negotiate, type HandshakeTls, type Negotiated } from './handshake.ts';
@@ -52,6 +53,10 @@ export class NbdConnection {
   private timers: NodeJS.Timeout[] = [];
   /** STARTTLS succeeded: the TLS state lives in this process and cannot be handed over. */
   private tls = false;
+  /** A TLS connection handed over: the successor has `far`, this process relays through `near`. */
+  private proxy: SocketPair | undefined;
+  /** The handed-over TLS connection is being relayed (relayToSuccessor). */
+  private relaying = false;
   /** Resolves when the handshake ends (transmission or close). */
   private readonly negotiated: Promise<void>;
   private markNegotiated!: () => void;
@@ -105,14 +110,23 @@ export class NbdConnection {
 
   /** Route a socket's events here: the accepted socket, then the TLS socket after STARTTLS. */
   private attach(socket: Socket): void {
-    socket.on('data', this.onData);
-    socket.on('end', this.onEnd);
-    socket.on('drain', this.onDrain);
+    this.attachFlow(socket);
     socket.on('error', (err) => {
       this.logger.debug({ err }, 'socket error');
       socket.destroy();
     });
     socket.on('close', this.onClose);
+  }
+
+  /** The events that feed the session (see detachFlow). */
+  private attachFlow(socket: Socket): void {
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('drain', this.onDrain);
+  }
+
+  private detachFlow(socket: Socket): void {
+    socket.off('data', this.onData).off('end', this.onEnd).off('drain', this.onDrain);
   }
 
   private handshakeTls(): HandshakeTls | undefined {
@@ -123,7 +137,7 @@ export class NbdConnection {
   /** The one place the socket changes: plaintext to TLS, in the order tls-upgrade.ts explains. */
   private async startTls(ack: Buffer, tls: NbdTls): Promise<void> {
     const plain = this.socket;
-    plain.off('data', this.onData).off('end', this.onEnd).off('drain', this.onDrain);
+    this.detachFlow(plain);
     this.socket = await upgradeToTls(plain, ack, this.queue, tls, this.logger);
     this.tls = true;
     this.attach(this.socket);
@@ -143,8 +157,9 @@ export class NbdConnection {
   /**
    * Live restart: pause at a request boundary with every reply flushed and stop reading, so the
    * successor can go on from the bytes not parsed yet. A connection still negotiating gets
-   * `handshakeWaitMs` to finish; one that does not, and one using TLS (whose session state cannot
-   * leave this process), is closed once its requests are answered. Null: not handed over.
+   * `handshakeWaitMs` to finish; one that does not is closed. One using TLS, whose session keys
+   * cannot leave this process, is handed over through a relay (handOverThroughRelay). Null: not
+   * handed over.
    */
   async pauseForHandover(handshakeWaitMs: number): Promise<ConnectionTransfer | null> {
     if (!this.session) {
@@ -161,19 +176,73 @@ export class NbdConnection {
     }
     const how = await session.pauseForHandover();
     if (how === 'ending' || this.isClosed) return (await this.closed, null);
-    if (this.tls) {
-      this.logger.warn('TLS connection at a live restart: closed after answering its requests (the client may connect again)');
-      session.shutdown();
-      await this.closed;
-      return null;
-    }
+    if (this.tls) return this.handOverThroughRelay(session);
     const handle = stopReading(this.socket);
     if (!handle || this.isClosed || this.queue.ended) {
       session.resumeAfterHandover();
       return null;
     }
-    const { exportName, size, flags, structured, metaContexts } = session.negotiated;
-    return { handle, state: { exportName, size, flags, structured, metaContexts: [...metaContexts] }, rest: this.queue.take(this.queue.length) };
+    return { handle, state: transmissionState(session), rest: this.queue.take(this.queue.length) };
+  }
+
+  /**
+   * A TLS connection paused for a handover: the successor gets one end of a socket pair as the
+   * connection, and once it serves, this process relays between the TLS socket and the other end
+   * (relayToSuccessor) until the connection ends. Until then the TLS socket is paused and feeds
+   * nothing to the session: what the client sends meanwhile waits in it for the relay.
+   */
+  private async handOverThroughRelay(session: TransmissionSession): Promise<ConnectionTransfer | null> {
+    const tlsSocket = this.socket;
+    this.detachFlow(tlsSocket);
+    tlsSocket.pause();
+    let pair: SocketPair;
+    try {
+      pair = await socketPair();
+    } catch (err) {
+      this.logger.warn({ err }, 'TLS connection at a live restart: no socket pair for its relay, closing it after its requests');
+      this.attachFlow(tlsSocket);
+      session.shutdown();
+      tlsSocket.resume();
+      return (await this.closed, null);
+    }
+    const handle = rawHandle(pair.far);
+    if (this.isClosed || !handle) {
+      pair.near.destroy();
+      pair.far.destroy();
+      return null;
+    }
+    this.proxy = pair;
+    return { handle, state: transmissionState(session), rest: this.queue.take(this.queue.length) };
+  }
+
+  /**
+   * The successor serves: relay this TLS connection to it (plaintext over the socket pair) until
+   * either side ends it. Resolves when the connection is closed; undefined if it is not relayed.
+   */
+  relayToSuccessor(): Promise<void> | undefined {
+    const proxy = this.proxy;
+    if (!proxy || this.isClosed) return undefined;
+    this.proxy = undefined;
+    this.relaying = true;
+    proxy.far.destroy(); // this process's copy; the successor has its own
+    const { near } = proxy;
+    const tlsSocket = this.socket;
+    near.on('error', (err) => {
+      this.logger.debug({ err }, 'relay to the successor failed');
+      tlsSocket.destroy();
+    });
+    // The successor closed its side (as at the end of any connection): finish ours the same way.
+    near.on('end', () => tlsSocket.end(() => tlsSocket.destroy()));
+    tlsSocket.on('close', () => near.destroy());
+    tlsSocket.pipe(near); // the client's EOF reaches the successor as EOF
+    near.pipe(tlsSocket, { end: false });
+    this.logger.info('TLS connection relayed to the successor');
+    return this.closed;
+  }
+
+  /** After a handover, in a process that stays to relay TLS: let go of this copy of the socket. */
+  release(): void {
+    if (!this.relaying && !this.isClosed) this.socket.destroy();
   }
 
   /**
@@ -181,10 +250,15 @@ export class NbdConnection {
    * export as it is now (the daemon opened its exports again: the old device objects are closed).
    */
   resumeAfterHandover(transfer: ConnectionTransfer | null): void {
+    const proxy = this.proxy;
+    this.proxy = undefined;
+    proxy?.near.destroy();
+    proxy?.far.destroy();
     if (this.isClosed || !this.session) return;
     if (!transfer) return this.session.resumeAfterHandover();
+    if (proxy) this.attachFlow(this.socket); // TLS: the socket was paused and detached, not stopped
     this.continueWith(transfer.state, transfer.rest);
-    restartReading(this.socket);
+    if (!proxy) restartReading(this.socket);
   }
 
   /** Successor side: go on with a connection a previous daemon paused (pauseForHandover). */
@@ -243,4 +317,9 @@ export class NbdConnection {
     timer.unref();
     this.timers.push(timer);
   }
+}
+
+function transmissionState(session: TransmissionSession): TransmissionState {
+  const { exportName, size, flags, structured, metaContexts } = session.negotiated;
+  return { exportName, size, flags, structured, metaContexts: [...metaContexts] };
 }

@@ -161,6 +161,26 @@ export class NbdServer {
     this.gate.release();
   }
 
+  /**
+   * After a handover: relay the TLS connections handed over to the successor
+   * (NbdConnection.relayToSuccessor). `ended` settles once every one of them has closed.
+   */
+  relayHandedOver(): { relayed: number; ended: Promise<void> } {
+    const relays = [...this.paused.keys()].flatMap((conn) => conn.relayToSuccessor() ?? []);
+    return { relayed: relays.length, ended: Promise.all(relays).then(() => undefined) };
+  }
+
+  /**
+   * After a handover, in a process that stays to relay TLS connections: close this process's
+   * copies of the listeners (the socket files stay, see listenPrivate) and of the connections the
+   * successor now serves, so that a connection it closes is closed for its client too.
+   */
+  releaseHandedOver(): void {
+    for (const { server } of this.listeners) server.close();
+    this.listeners.length = 0;
+    for (const conn of this.paused.keys()) conn.release();
+  }
+
   /** Live transmission-phase connections to the export negotiated under `exportName`. */
   connectionCount(exportName: string): number {
     let count = 0;

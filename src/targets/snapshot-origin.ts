@@ -19,7 +19,7 @@ import type { ExceptionStore } from '../store/exception-store.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { SnapshotMerge, type MergeHost, type MergeOptions } from './merge.ts';
 import { SharedOriginRead } from './shared-origin-read.ts';
-import { Snapshot, type CopyObserver } from './snapshot.ts';
+import { Snapshot, type CloseOptions, type CopyObserver } from './snapshot.ts';
 import { WriteGate } from './write-gate.ts';
 import { SNAPSHOT_CAPS, writeZeroes } from './zero-write.ts';
 
@@ -99,7 +99,7 @@ export class SnapshotOrigin implements BlockDevice {
    * End the merge: stop it if it still runs (it resumes from its store at the next start), drain
    * the origin's writes, go back to plain snapshot-origin I/O, and close the merged snapshot.
    */
-  async endMerge(): Promise<void> {
+  async endMerge(opts: CloseOptions = {}): Promise<void> {
     const merge = this.merging;
     if (!merge) return;
     await merge.stop();
@@ -109,7 +109,7 @@ export class SnapshotOrigin implements BlockDevice {
     } finally {
       reopen();
     }
-    await merge.snapshot.close();
+    await merge.snapshot.close(opts);
   }
 
   /**
@@ -136,10 +136,10 @@ export class SnapshotOrigin implements BlockDevice {
   }
 
   /** Stop preserving chunks for `snapshot`, wait for its exceptions in flight, close its store and COW. */
-  async removeSnapshot(snapshot: Snapshot): Promise<void> {
+  async removeSnapshot(snapshot: Snapshot, opts: CloseOptions = {}): Promise<void> {
     if (!this.active.includes(snapshot)) throw new BlockError('EINVAL', 'not a snapshot of this origin');
     this.active = this.active.filter((s) => s !== snapshot);
-    await snapshot.close();
+    await snapshot.close(opts);
   }
 
   read(buf: Uint8Array, offset: number): Promise<void> {

@@ -35,6 +35,15 @@ import type { SharedOriginRead } from './shared-origin-read.ts';
 import { newPendingException, type PendingException } from './pending-exception.ts';
 import { SNAPSHOT_CAPS, writeZeroes } from './zero-write.ts';
 
+
+/**
+ * flush false: leave writes not yet flushed in the page cache (a live restart: the successor opens
+ * the same files, and a client's next FLUSH there syncs them, since fdatasync covers the whole file).
+ */
+export interface CloseOptions {
+  flush?: boolean;
+}
+
 export interface SnapshotOptions {
   logger?: Logger;
   /** Where copy-out buffers come from (shared with the NBD server in the daemon). */
@@ -201,13 +210,13 @@ export class Snapshot implements BlockDevice {
   }
 
   /** Wait for exceptions in flight, then close the store and its COW device. Idempotent. */
-  async close(): Promise<void> {
+  async close(opts: CloseOptions = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await Promise.all([...this.pending.values()].map((pe) => pe.settled));
     // Snapshot writes to existing exceptions may not be flushed yet; a failure here must not keep
     // the store and the device open, so it is logged (those writes were never promised durable).
-    await this.store.cow.flush().catch((err: unknown) => this.log.error({ err }, 'flushing the COW at close failed'));
+    if (opts.flush !== false) await this.store.cow.flush().catch((err: unknown) => this.log.error({ err }, 'flushing the COW at close failed'));
     await this.store.close();
     await this.store.cow.close();
   }

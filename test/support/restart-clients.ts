@@ -231,7 +231,8 @@ const QEMU_WRITES = 3;
  * qemu-io (one connection, structured replies) in rounds: aio_write a fresh pattern to 3 blocks
  * while aio_read -P checks 3 others against their last pattern, then aio_read -P the 3 written.
  */
-export function startQemuIo(o: ClientRegion & { label: string }): VerifyingClient {
+/** `image`: qemu-io's arguments naming the image (default: -f raw and the URI), e.g. TLS --image-opts. */
+export function startQemuIo(o: ClientRegion & { label: string; image?: string[] }): VerifyingClient {
   const blocks = o.length / QEMU_BLOCK;
   const pattern = new Array<number>(blocks).fill(-1); // last pattern written to each block; -1: none yet
   let [wrote, read, rounds, written, verified, lastWriteAt] = [0, 0, 0, 0, 0, 0];
@@ -239,7 +240,7 @@ export function startQemuIo(o: ClientRegion & { label: string }): VerifyingClien
   let stopping = false;
   /** Called when a line arrives: the current round checks whether it is complete. */
   let wake = (): void => {};
-  const p = start(o.label, 'stdbuf', ['-i0', '-oL', '-eL', 'qemu-io', '-f', 'raw', o.uri], {
+  const p = start(o.label, 'stdbuf', ['-i0', '-oL', '-eL', 'qemu-io', ...(o.image ?? ['-f', 'raw', o.uri])], {
     stdin: true,
     onLine(line) {
       const text = line.replace(/^(qemu-io> )+/, '');
@@ -319,6 +320,8 @@ uri, offset, length, stop = os.environ['RC_URI'], int(os.environ['RC_OFFSET']), 
 bs, depth = 65536, 4
 nblocks = length // bs
 h.set_request_structured_replies(False)
+if os.environ.get('RC_LOCAL_FILES') == '1':
+    h.set_uri_allow_local_file(True)  # tls-psk-file in the URI
 h.connect_uri(uri)
 print('connected structured=%s' % h.get_structured_replies_negotiated(), flush=True)
 if h.get_structured_replies_negotiated():
@@ -373,7 +376,8 @@ print('done written=%d verified=%d' % (written, verified), flush=True)
  * to 4 blocks while reading 4 others back, pipelined, then reads the 4 written; at the end reads
  * every block back.
  */
-export function startNbdsh(o: ClientRegion & { label: string; dir: string }): VerifyingClient {
+/** `localFiles`: let the URI name local files (tls-psk-file, tls-certificates). */
+export function startNbdsh(o: ClientRegion & { label: string; dir: string; localFiles?: boolean }): VerifyingClient {
   const stopFile = path.join(o.dir, `${o.label}.stop`);
   const script = path.join(o.dir, `${o.label}.py`);
   fs.rmSync(stopFile, { force: true });
@@ -381,6 +385,7 @@ export function startNbdsh(o: ClientRegion & { label: string; dir: string }): Ve
   const env = {
     ...process.env, PATH: SYSTEM_PATH, LIBNBD_DEBUG: '0',
     RC_URI: o.uri, RC_OFFSET: String(o.offset), RC_LENGTH: String(o.length), RC_STOP: stopFile, RC_SEED: String(Math.random()),
+    RC_LOCAL_FILES: o.localFiles ? '1' : '0',
   };
   let [rounds, lastWriteAt] = [0, 0];
   const p = start(o.label, '/usr/bin/nbdsh', ['-c', `exec(open(${JSON.stringify(script)}).read())`], {

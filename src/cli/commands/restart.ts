@@ -21,8 +21,9 @@ function timeoutMs(text: string | undefined): number | undefined {
 
 function render(r: RestartResult): string {
   if (r.state === 'started') return `restarting: successor pid ${r.pid} started (was ${r.previousPid})`;
-  const closed = r.closed ? `, ${r.closed} closed (TLS or still negotiating)` : '';
-  return `restarted: pid ${r.previousPid} -> ${r.pid}, ${r.connections ?? 0} connection(s) handed over${closed}, longest pause ${r.pauseMs} ms`;
+  const closed = r.closed ? `, ${r.closed} closed (still negotiating)` : '';
+  const relayed = r.relayed ? ` (${r.relayed} using TLS, relayed by pid ${r.previousPid} until they end)` : '';
+  return `restarted: pid ${r.previousPid} -> ${r.pid}, ${r.connections ?? 0} connection(s) handed over${relayed}${closed}, longest pause ${r.pauseMs} ms`;
 }
 
 export function register(program: Command): void {
@@ -34,8 +35,10 @@ export function register(program: Command): void {
     .option('--timeout <seconds>', 'how long the successor may take to serve before it is given up (default 120)')
     .addHelpText('after', `
 The PID of the daemon changes (see --json, or \`nbdsnap status\`); under systemd the successor
-becomes the unit's main process. Connections using TLS, and any still negotiating, cannot be
-handed over: they are closed after their requests are answered, and clients may reconnect.
+becomes the unit's main process. A connection still negotiating after a short wait is closed
+(its client may connect again). A TLS connection's keys cannot leave the process that made them:
+the old process hands the successor a plaintext socket in its place and stays, relaying the
+connection, until the last such connection ends (it holds nothing else: no store, no listener).
 Control requests made during the restart are answered by the successor.
 Exit codes: 0 done, 1 the successor failed (the old daemon still serves), 6 no daemon.`)
     .action(async (opts: RestartOptions) => {
