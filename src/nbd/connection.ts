@@ -221,8 +221,14 @@ export class NbdConnection {
    */
   relayToSuccessor(): Promise<void> | undefined {
     const proxy = this.proxy;
-    if (!proxy || this.isClosed) return undefined;
     this.proxy = undefined;
+    if (!proxy) return undefined;
+    if (this.isClosed) {
+      // The client left during the handover: the successor's end sees EOF and closes.
+      proxy.near.destroy();
+      proxy.far.destroy();
+      return undefined;
+    }
     this.relaying = true;
     proxy.far.destroy(); // this process's copy; the successor has its own
     const { near } = proxy;
