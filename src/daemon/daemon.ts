@@ -178,13 +178,16 @@ export class Daemon {
 
   /**
    * After a handover with TLS connections to relay: let go of everything else this process still
-   * has (listeners, control connections, its copies of the sockets handed over); resolves with a
-   * promise that settles once the last relayed connection has ended.
+   * has (listeners, control connections, its copies of the sockets handed over).
    */
-  async keepOnlyRelays(): Promise<Promise<void>> {
+  async keepOnlyRelays(): Promise<void> {
     for (const socket of this.heldFresh.splice(0)) socket.destroy();
     this.nbd.releaseHandedOver();
     await this.control.close(true); // resolves once its listener has no connection left here
+  }
+
+  /** Settles once the last relayed TLS connection has ended. */
+  relaysEnded(): Promise<void> {
     return this.relay?.ended ?? Promise.resolve();
   }
 

@@ -9,7 +9,7 @@ import { Daemon } from './daemon.ts';
 import type { Successor } from './restart.ts';
 import { faultPoint } from './faults.ts';
 import { warmUpSnapshotLoading } from './warm-up.ts';
-import { awaitHandover, isSuccessor, reportReadyAwaitCommit, reportSuccessorFailure } from './successor.ts';
+import { awaitHandover, isSuccessor, reportReadyAwaitCommit, reportSuccessorFailure, type Inherited } from './successor.ts';
 
 function flushLogs(log: Logger): Promise<void> {
   return new Promise((resolve) => log.flush(() => resolve()));
@@ -25,11 +25,12 @@ export async function runDaemon(config: DaemonConfig): Promise<number> {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
+  let inherited: Inherited | undefined;
   if (isSuccessor()) {
     // Before 'loaded' (the old daemon pauses its clients then): see warm-up.ts.
     log.debug({ ms: Math.round(await warmUpSnapshotLoading()) }, 'live restart: snapshot loading warmed up');
+    inherited = await awaitHandover();
   }
-  const inherited = isSuccessor() ? await awaitHandover() : undefined;
   let daemon: Daemon;
   try {
     daemon = await Daemon.start(config, log, inherited);
@@ -50,11 +51,11 @@ export async function runDaemon(config: DaemonConfig): Promise<number> {
       // TLS connections stay here, relayed to the successor: stop everything else, then wait for
       // them to end. A signal now ends them (the successor serves everything but them).
       process.on('SIGTERM', () => process.exit(0)).on('SIGINT', () => process.exit(0));
-      const relaysEnded = await daemon.keepOnlyRelays(); // nothing is accepted here from now on
+      await daemon.keepOnlyRelays(); // nothing is accepted here from now on
       await successor.delivered();
       successor.disconnect();
       log.info({ relayed: daemon.relayed, successor: successor.pid }, 'live restart: relaying TLS connections to the successor until they end');
-      await relaysEnded;
+      await daemon.relaysEnded();
       log.info('live restart: the last relayed TLS connection ended; exiting');
     }
     await flushLogs(log);
