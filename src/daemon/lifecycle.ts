@@ -24,6 +24,7 @@ import { SnapshotOrigin } from '../targets/snapshot-origin.ts';
 import type { SnapshotMerge } from '../targets/merge.ts';
 import type { CloseOptions, CopyObserver, Snapshot } from '../targets/snapshot.ts';
 import { dirtyBitmapsFor } from './dirty-bitmaps.ts';
+import { mergeHold } from './merge-hold.ts';
 import { faultPoint } from './faults.ts';
 
 /** Where an export is in its life. 'failed' entries have no target and are never served. */
@@ -282,7 +283,10 @@ export class ExportLifecycle implements ExportProvider {
     }
     snap.state = 'merging';
     await this.unserve(snap.row.name);
-    const afterBatch = (): void => faultPoint('snapshot-merge:after-batch');
+    const afterBatch = (): Promise<void> => {
+      faultPoint('snapshot-merge:after-batch');
+      return mergeHold();
+    };
     return origin.target.startMerge(target, log, { totalChunks, batchBytes: this.mergeBatchBytes, afterBatch });
   }
 

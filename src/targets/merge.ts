@@ -59,7 +59,7 @@ const COPIES_IN_FLIGHT = 4;
 export interface MergeOptions {
   totalChunks?: number;
   batchBytes?: number;
-  afterBatch?: () => void;
+  afterBatch?: () => void | Promise<void>;
 }
 
 function inBatch(batch: Batch, chunk: number): boolean {
@@ -80,13 +80,17 @@ export class SnapshotMerge {
   private readonly cowWrites = new ChunkTracker();
   private current: Batch | null = null;
   private stopping = false;
+  /** Resolves when stop() is called: a wait in afterBatch does not hold up a stop. */
+  private readonly stopRequested: Promise<void>;
+  private requestStop!: () => void;
 
   private readonly batchBytes: number;
   private readonly afterBatch: (() => void) | undefined;
 
   /**
    * `batchBytes`: chunk bytes merged per batch (default MERGE_BATCH_BYTES; one run at least).
-   * `afterBatch`: called after each batch is committed (the daemon's crash-injection point).
+   * `afterBatch`: called after each batch is committed (the daemon's crash-injection point and
+   * test hold); the next batch waits for what it returns, or for a stop.
    */
   constructor(host: MergeHost, snapshot: Snapshot, log: Logger, opts: MergeOptions = {}) {
     if (!isMergeable(snapshot.store)) throw new Error(`a ${snapshot.store.kind} snapshot cannot be merged`);
@@ -97,6 +101,7 @@ export class SnapshotMerge {
     this.totalChunks = Math.max(opts.totalChunks ?? 0, snapshot.exceptionCount);
     this.batchBytes = opts.batchBytes ?? MERGE_BATCH_BYTES;
     this.afterBatch = opts.afterBatch;
+    this.stopRequested = new Promise<void>((resolve) => (this.requestStop = resolve));
     this.finished = this.loop();
   }
 
@@ -113,6 +118,7 @@ export class SnapshotMerge {
   /** Stop after the run in progress (daemon shutdown); the store keeps the rest for the next start. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.requestStop();
     await this.finished;
   }
 
@@ -179,7 +185,8 @@ export class SnapshotMerge {
         const runs = await this.store.prepareMerge(Math.max(1, Math.floor(this.batchBytes / this.snapshot.chunkBytes)));
         if (runs.length === 0) break;
         await this.mergeBatch(runs);
-        this.afterBatch?.();
+        const after = this.afterBatch?.();
+        if (after) await Promise.race([after, this.stopRequested]);
       }
       this.state = 'done';
       this.log.info({ chunks: this.mergedChunks }, 'merge complete');

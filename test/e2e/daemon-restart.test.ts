@@ -185,8 +185,12 @@ describe('a restart whose successor fails', () => {
 describe('restart during other work', () => {
   it('a running merge continues in the successor and completes: the origin ends as the snapshot plus later writes', async () => {
     const SIZE = 16 * MiB;
-    // One chunk per batch: the merge of ~1,600 chunks lasts long enough to restart in its middle.
-    const d = await world('restart-merge-', { env: { NBDSNAP_MERGE_BATCH_BYTES: '4096' } });
+    // One chunk per batch, held after each while the hold file exists (NBDSNAP_MERGE_HOLD, which the
+    // successor inherits): the restart is certain to come in the merge's middle.
+    const hold = path.join(tempDir('restart-merge-hold-'), 'hold');
+    cleanups.push(() => fs.rmSync(path.dirname(hold), { recursive: true, force: true }));
+    fs.writeFileSync(hold, '');
+    const d = await world('restart-merge-', { env: { NBDSNAP_MERGE_BATCH_BYTES: '4096', NBDSNAP_MERGE_HOLD: hold } });
     const base = path.join(d.dir, 'base.img');
     randomFile(base, SIZE);
     await api(d, { op: 'origin.add', name: 'base', path: base });
@@ -209,6 +213,7 @@ describe('restart during other work', () => {
     if (after?.state !== 'merging') throw new Error(`the merge ended before the restart was done (${JSON.stringify(after)}): nothing proves it continued in the successor`);
     expect((await readExport(d, 'base')).equals(expected), 'the origin reads as the snapshot in the successor, mid-merge').toBe(true);
     await scatter(d, 'base', [3, 100, 2000, 3000, 4000], expected); // writes during the merge, after the restart
+    fs.rmSync(hold);
     await waitFor(() => /"msg":"merge complete"/.test(d.log()), 'the merge to complete', 120_000, 100);
     const done = d.log().split('\n').find((l) => /"msg":"merge complete"/.test(l))!;
     expect(JSON.parse(done).pid, 'merge completed by the successor').toBe(r.pid);

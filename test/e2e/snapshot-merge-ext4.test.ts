@@ -56,6 +56,8 @@ interface World {
   loops: string[];
   /** The database file as snapshot s1 has it. */
   db: Buffer;
+  /** While this file exists a merge waits after each batch (NBDSNAP_MERGE_HOLD). */
+  hold: string;
 }
 
 async function attach(w: Pick<World, 'd' | 'dir' | 'loops'>, name: string): Promise<FuseDisk> {
@@ -89,10 +91,11 @@ async function setup(mergeBatchBytes: number): Promise<World> {
   const base = path.join(dir, 'base.img');
   fs.writeFileSync(base, '');
   fs.truncateSync(base, 64 * MiB);
-  const d = await startDaemon(dir, { env: { NBDSNAP_MERGE_BATCH_BYTES: String(mergeBatchBytes) } });
+  const hold = path.join(dir, 'merge-hold');
+  const d = await startDaemon(dir, { env: { NBDSNAP_MERGE_BATCH_BYTES: String(mergeBatchBytes), NBDSNAP_MERGE_HOLD: hold } });
   daemons.push(d);
   await d.ok('origin', 'add', 'base', base);
-  const partial = { d, dir, mnt: path.join(dir, 'mnt'), mark: markKernelLog(), loops: [] as string[], db: crypto.randomBytes(16 * MiB) };
+  const partial = { d, dir, mnt: path.join(dir, 'mnt'), mark: markKernelLog(), loops: [] as string[], db: crypto.randomBytes(16 * MiB), hold };
   const disk = await attach(partial, 'base');
   const w: World = { ...partial, disk };
   await mustRun('mkfs.ext4', ['-q', '-F', disk.loop]);
@@ -135,6 +138,7 @@ describe('snapshot merge with ext4 on the origin', () => {
     const w = await setup(4096);
     // Stop writes as the kernel's use requires: unmounted and detached, nothing post-snapshot stays cached.
     await w.disk.close();
+    fs.writeFileSync(w.hold, ''); // the merge stops after its first batch until the writers have written
     expect((await w.d.ok('snapshot', 'merge', 's1', '--json')).state).toBe('merging');
     expect((await callDaemon(w.d.control, { op: 'status', name: 'base' }))[0].target).toBe('snapshot-merge');
     const disk = await attach(w, 'base');
@@ -147,8 +151,10 @@ describe('snapshot merge with ext4 on the origin', () => {
     await until('the writer to write a file', () => writer.files() > 0);
     const progress = (await callDaemon(w.d.control, { op: 'snapshot.list' })).find((s) => s.name === 's1')?.merge;
     expect(progress, 'the merge still runs once the writers have written').toBeDefined();
+    expect(progress!.percent).toBeLessThan(100);
     // While the merge runs: the snapshot's files and nothing else.
     await sh(`cd ${w.mnt} && sha256sum -c --quiet ${w.dir}/at-s1.sha && ! ls after-* 2>/dev/null`);
+    fs.rmSync(w.hold); // the rest of the merge runs under the writer
     await until('the merge to finish', async () => !(await merging(w.d)));
     console.log(`writer: first file at ${progress!.percent}% of the merge, ${writer.files()} files by its end`);
     const stopped = await writer.stop();

@@ -96,14 +96,19 @@ describe('snapshot merge', () => {
   }, 180_000);
 
   it('shows snapshot-merge and MERGE% while it runs, and resumes after a SIGKILL to the same origin', async () => {
-    // One chunk per batch: about 1,600 batches of three syncs each, seconds to watch.
-    const { d, s1, s2, base } = await setup({ NBDSNAP_MERGE_BATCH_BYTES: '4096' });
+    // One chunk per batch, and held after the first one while it is watched (NBDSNAP_MERGE_HOLD).
+    const holdDir = tempDir('merge-hold-');
+    dirs.push(holdDir);
+    const hold = path.join(holdDir, 'hold');
+    fs.writeFileSync(hold, '');
+    const { d, s1, s2, base } = await setup({ NBDSNAP_MERGE_BATCH_BYTES: '4096', NBDSNAP_MERGE_HOLD: hold });
     await d.ok('snapshot', 'merge', 's1');
     const during = await info(d, 's1');
     expect(during).toBeDefined();
     {
       expect(during.state).toBe('merging');
       expect(during.merge.percent).toBeGreaterThanOrEqual(0);
+      expect(during.merge.percent).toBeLessThan(100);
       const line = (await d.ok('status', 'base', '--json'))[0];
       expect(line.target).toBe('snapshot-merge');
       expect(line.info).toMatch(/^\d+\/\d+ \d+$/);

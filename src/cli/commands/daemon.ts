@@ -36,7 +36,8 @@ the file) < environment < flags.
 Stops cleanly on SIGTERM/SIGINT. Under systemd (NOTIFY_SOCKET set) it reports READY=1 through
 systemd-notify once every export is served.
 Test hook: NBDSNAP_FAULT=<step>[@N] makes the daemon SIGKILL itself at (the Nth hit of) that step of a create/remove/merge
-(see src/daemon/faults.ts), and NBDSNAP_MERGE_BATCH_BYTES=<n> makes merges copy n bytes per batch
+(see src/daemon/faults.ts), NBDSNAP_MERGE_BATCH_BYTES=<n> makes merges copy n bytes per batch, and
+NBDSNAP_MERGE_HOLD=<file> makes a merge wait after each batch while that file exists
 (slow merges to watch); never set them in production.`;
 
 export function register(program: Command): void {
