@@ -17,6 +17,11 @@ export interface DeviceCaps {
 export interface WriteOptions {
   /** Force unit access: durable before the promise resolves. */
   fua?: boolean;
+  /**
+   * The caller has other writes to run alongside this one (the same origin piece to several
+   * snapshots): a device that may write synchronously should write this one off the event loop.
+   */
+  background?: boolean;
 }
 
 export interface ZeroOptions extends WriteOptions {

@@ -218,7 +218,7 @@ export class FileDevice implements BlockDevice {
   async write(buf: Uint8Array, offset: number, opts?: WriteOptions): Promise<void> {
     this.checkWritable();
     this.checkRange(buf.length, offset);
-    if (this.gate.allow(buf.length)) await this.gate.run(() => this.writeSync(buf, offset));
+    if (!opts?.background && this.gate.allow(buf.length)) await this.gate.run(() => this.writeSync(buf, offset));
     else await this.writeAsync(buf, offset);
     if (opts?.fua) await fdatasync(this.fd);
   }

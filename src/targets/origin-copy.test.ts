@@ -47,6 +47,19 @@ function destination(length: number, failAt?: number) {
 }
 
 describe('OriginCopy', () => {
+  it('writes a piece for several destinations in the background but the last one, for one destination in the foreground', async () => {
+    const pool = new BufferPool(0);
+    const { dev } = origin(patterned(MiB), pool);
+    const seen: (boolean | undefined)[][] = [[], [], []];
+    const dest = (i: number) => async (_data: Uint8Array, _within: number, background?: boolean) => void seen[i].push(background);
+    const copy = new OriginCopy(dev, pool, 0, 64 * 1024);
+    await Promise.all([copy.join(dest(0)), copy.join(dest(1)), copy.join(dest(2))]);
+    expect(seen).toEqual([[true], [true], [false]]);
+    const alone: (boolean | undefined)[] = [];
+    await copyOriginRange(dev, pool, 0, 64 * 1024, async (_d, _w, background) => void alone.push(background));
+    expect(alone).toEqual([false]);
+  });
+
   it('copies a chunk up to a piece with one read and one write per destination', async () => {
     const pool = new BufferPool(0);
     const data = patterned(2 * MiB);

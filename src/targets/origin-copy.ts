@@ -21,8 +21,11 @@ export const COPY_PIECE_BYTES = 1024 * 1024;
 /** Pieces of one copy in flight at once (kcopyd runs 8 sub-jobs of 64 KiB per job). */
 export const COPY_PIECES_IN_FLIGHT = 4;
 
-/** Writes `data`, the range's bytes from `within` on, to a destination; `data` is not kept. */
-export type PieceWrite = (data: Uint8Array, within: number) => Promise<void>;
+/**
+ * Writes `data`, the range's bytes from `within` on, to a destination; `data` is not kept.
+ * `background`: other destinations are written at the same time (see WriteOptions).
+ */
+export type PieceWrite = (data: Uint8Array, within: number, background?: boolean) => Promise<void>;
 
 interface Destination {
   write: PieceWrite;
@@ -109,13 +112,16 @@ export class OriginCopy {
     this.written = true;
     const dests = this.live;
     if (dests.length === 1) return this.writeTo(dests[0], buf, within);
-    await Promise.all(dests.map((d) => this.writeTo(d, buf, within)));
+    // Several snapshots: all but the last are written on the threadpool while the event loop
+    // writes the last, so the copies of one piece (page cache copies, on another core) overlap.
+    const last = dests.length - 1;
+    await Promise.all(dests.map((d, i) => this.writeTo(d, buf, within, i < last)));
   }
 
   /** Write a piece to one destination; a failure (even a synchronous throw) fails only that one. */
-  private async writeTo(dest: Destination, buf: Buffer, within: number): Promise<void> {
+  private async writeTo(dest: Destination, buf: Buffer, within: number, background = false): Promise<void> {
     try {
-      await dest.write(buf, within);
+      await dest.write(buf, within, background);
     } catch (err) {
       this.fail(dest, err);
     }

@@ -343,7 +343,7 @@ export class Snapshot implements BlockDevice {
     const start = pe.oldChunk * this.chunkBytes;
     const length = Math.min(this.chunkBytes, this.source.size - start);
     const at = pe.newChunk * this.chunkBytes;
-    return shared.copy(start, length, (data, within) => this.store.cow.write(data, at + within));
+    return shared.copy(start, length, (data, within, background) => this.store.cow.write(data, at + within, { background }));
   }
 
   /**
