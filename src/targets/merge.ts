@@ -85,7 +85,7 @@ export class SnapshotMerge {
   private requestStop!: () => void;
 
   private readonly batchBytes: number;
-  private readonly afterBatch: (() => void) | undefined;
+  private readonly afterBatch: MergeOptions['afterBatch'];
 
   /**
    * `batchBytes`: chunk bytes merged per batch (default MERGE_BATCH_BYTES; one run at least).

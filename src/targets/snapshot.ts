@@ -35,7 +35,6 @@ import type { SharedOriginRead } from './shared-origin-read.ts';
 import { newPendingException, type PendingException } from './pending-exception.ts';
 import { SNAPSHOT_CAPS, writeZeroes } from './zero-write.ts';
 
-
 /**
  * flush false: leave writes not yet flushed in the page cache (a live restart: the successor opens
  * the same files, and a client's next FLUSH there syncs them, since fdatasync covers the whole file).

@@ -103,6 +103,35 @@ describe('merging a snapshot into its origin', () => {
     expect(mem.bytes.equals(expected)).toBe(true);
   });
 
+  it('waits after a batch for what afterBatch returns (the test hold), and a stop ends that wait', async () => {
+    const rng = makeRng(11);
+    const mem = new MemoryDevice(ORIGIN, { data: randomBytes(rng, ORIGIN) });
+    const origin = new SnapshotOrigin(mem);
+    const merging = await origin.createSnapshot(await openStore('P', new MemoryDevice(((ORIGIN / 512) * 2 + 8) * 512), { chunkSectors: 1 }));
+    await randomWrites(merging, null, rng, 200, 1);
+    let batches = 0;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let reached!: () => void;
+    const firstBatch = new Promise<void>((resolve) => (reached = resolve));
+    const merge = await origin.startMerge(merging, silentLogger(), { batchBytes: 512, afterBatch: () => (batches++, reached(), held) });
+    await firstBatch;
+    const mergedThen = merge.mergedChunks;
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve)); // room for a merge that did not wait
+    expect([batches, merge.mergedChunks, merge.state]).toEqual([1, mergedThen, 'merging']);
+    release();
+    await new Promise<void>((resolve) => {
+      const check = () => (batches >= 3 || merge.state !== 'merging' ? resolve() : setImmediate(check));
+      check();
+    });
+    expect(batches).toBeGreaterThan(1); // released: it went on
+    // A hold that never ends does not keep a stop waiting.
+    const never = await mergeHeldForever(mem, rng);
+    await never.origin.endMerge();
+    expect(never.merge.state).toBe('stopped');
+    await origin.endMerge();
+  });
+
   it('refuses a second merge, a new snapshot while merging, and a transient snapshot', async () => {
     const rng = makeRng(5);
     const origin = new SnapshotOrigin(new MemoryDevice(ORIGIN));
@@ -115,3 +144,15 @@ describe('merging a snapshot into its origin', () => {
     await origin.endMerge();
   });
 });
+
+/** An origin merging a fresh snapshot whose afterBatch never settles. */
+async function mergeHeldForever(mem: MemoryDevice, rng: Rng) {
+  const origin = new SnapshotOrigin(new MemoryDevice(mem.size, { data: Buffer.from(mem.bytes) }));
+  const snap = await origin.createSnapshot(await openStore('P', new MemoryDevice(((ORIGIN / 512) * 2 + 8) * 512), { chunkSectors: 1 }));
+  await randomWrites(snap, null, rng, 50, 1);
+  let reached!: () => void;
+  const firstBatch = new Promise<void>((resolve) => (reached = resolve));
+  const merge = await origin.startMerge(snap, silentLogger(), { batchBytes: 512, afterBatch: () => (reached(), new Promise<void>(() => {})) });
+  await firstBatch;
+  return { origin, merge };
+}
