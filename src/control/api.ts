@@ -71,7 +71,8 @@ export interface OriginInfo {
 }
 
 /** active/invalid/overflow follow the store; failed: the COW could not be opened at startup. */
-export type SnapshotState = 'active' | 'invalid' | 'overflow' | 'failed' | 'merging' | 'merge-failed';
+/** 'removing': detached by a remove that is finishing (its row and COW are going). */
+export type SnapshotState = 'active' | 'invalid' | 'overflow' | 'failed' | 'merging' | 'merge-failed' | 'removing';
 
 export interface SnapshotInfo {
   name: string;

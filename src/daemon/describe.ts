@@ -57,8 +57,12 @@ function mergeOf(origin: OriginEntry, snap: SnapshotEntry): SnapshotMerge | null
   return merge && snap.target && merge.snapshot === snap.target ? merge : null;
 }
 
-function mergeInfo(merge: SnapshotMerge | null): SnapshotInfo['merge'] {
-  if (!merge) return null;
+function mergeInfo(snap: SnapshotEntry, merge: SnapshotMerge | null): SnapshotInfo['merge'] {
+  if (!merge) {
+    if (!snap.merged) return null;
+    const { totalChunks, chunkBytes } = snap.merged; // done, the snapshot is being removed
+    return { percent: 100, mergedChunks: totalChunks, totalChunks, mergedBytes: totalChunks * chunkBytes, totalBytes: totalChunks * chunkBytes };
+  }
   const chunk = merge.snapshot.chunkBytes;
   const { mergedChunks, totalChunks } = merge;
   return { percent: merge.percent, mergedChunks, totalChunks, mergedBytes: mergedChunks * chunk, totalBytes: totalChunks * chunk };
@@ -66,7 +70,8 @@ function mergeInfo(merge: SnapshotMerge | null): SnapshotInfo['merge'] {
 
 function snapshotState(snap: SnapshotEntry, merge: SnapshotMerge | null): SnapshotInfo['state'] {
   const store = snap.target?.store;
-  if (!store) return 'failed';
+  if (snap.merged) return 'merging'; // its merge is done and it is being removed, as LVM shows it to the end
+  if (!store) return snap.state === 'removing' ? 'removing' : 'failed';
   if (merge) return merge.state === 'failed' ? 'merge-failed' : 'merging';
   return store.state === 'valid' ? 'active' : store.state;
 }
@@ -87,7 +92,7 @@ export function describeSnapshot(origin: OriginEntry, snap: SnapshotEntry, conne
     sizeBytes: snapshotSize(origin, snap),
     cowSizeBytes: store ? store.cow.size : fileSize(snap.row.cowPath),
     autoextend: autoextendInfo(snap),
-    merge: mergeInfo(merge),
+    merge: mergeInfo(snap, merge),
     dataPercent: usage && store?.state === 'valid' ? dataPercent(usage.allocatedSectors, usage.totalSectors, usage.metadataSectors) : null,
     allocatedSectors: usage?.allocatedSectors ?? null,
     totalSectors: usage?.totalSectors ?? null,

@@ -18,6 +18,7 @@ export const FAULT_POINTS = [
   'origin-remove:after-close',
   'snapshot-merge:after-mark',
   'snapshot-merge:after-detach',
+  'snapshot-merge:after-cow-delete',
   /** after each committed merge batch (use @N to die in the middle of a merge) */
   'snapshot-merge:after-batch',
   /** a live restart's successor, after opening everything and before 'ready' (the old daemon must take back) */

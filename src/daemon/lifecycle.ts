@@ -37,6 +37,8 @@ export interface SnapshotEntry {
   error: string | null;
   log: Logger;
   state: ExportState;
+  /** Its merge, done, once detachSnapshot ended it: listed as merging at 100% until forgotten. */
+  merged?: { totalChunks: number; chunkBytes: number };
 }
 
 export interface OriginEntry {
@@ -257,8 +259,11 @@ export class ExportLifecycle implements ExportProvider {
     snap.target = null;
     if (!target) return;
     // A merging snapshot is no longer among the origin's snapshots: ending the merge closes it.
-    if (origin.target!.merge?.snapshot === target) await origin.target!.endMerge(opts);
-    else await origin.target!.removeSnapshot(target, opts);
+    const merge = origin.target!.merge;
+    if (merge?.snapshot === target) {
+      if (merge.state === 'done') snap.merged = { totalChunks: merge.totalChunks, chunkBytes: target.chunkBytes };
+      await origin.target!.endMerge(opts);
+    } else await origin.target!.removeSnapshot(target, opts);
   }
 
   /**

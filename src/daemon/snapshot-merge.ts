@@ -3,8 +3,8 @@
 // crash is resumed at the next start (daemon/restore.ts):
 //   start:  row merge_total set (the merge is on for good) -> the snapshot unserved, its clients
 //           disconnected -> the origin shows the snapshot's content, the engine runs
-//   finish: (engine done) merged snapshot detached, its store closed -> COW file deleted if the
-//           daemon created it -> row deleted: the origin is a plain snapshot-origin again
+//   finish: (engine done) merged snapshot detached, its store closed -> row 'removing' -> COW file
+//           deleted if the daemon created it -> row deleted: the origin is a plain snapshot-origin again
 // A failed merge stays in place ("Merge failed" in status, I/O still routed through the COW);
 // restarting the daemon resumes it.
 import fs from 'node:fs';
@@ -64,7 +64,11 @@ async function finishMerge(ctx: DaemonContext, origin: OriginEntry, snap: Snapsh
   if (origin.snapshots.get(snap.row.name) !== snap || snap.state !== 'merging') return; // removed meanwhile
   await ctx.exports.detachSnapshot(origin, snap); // ends the merge: the origin is plain again
   faultPoint('snapshot-merge:after-detach');
+  // Recorded before the COW file goes, as in a remove: startup repair finishes a merge cut short
+  // from here on. (A merging row whose COW is gone would block its origin at the next start.)
+  ctx.catalog.setSnapshotState(snap.row.name, 'removing');
   if (snap.row.cowCreated) fs.rmSync(snap.row.cowPath, { force: true });
+  faultPoint('snapshot-merge:after-cow-delete');
   ctx.catalog.deleteSnapshot(snap.row.name);
   ctx.exports.forgetSnapshot(origin, snap);
   snap.log.info({ origin: origin.row.name, cowDeleted: snap.row.cowCreated }, 'snapshot merged into its origin and removed');

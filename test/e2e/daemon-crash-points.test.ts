@@ -148,7 +148,7 @@ const CASES: Case[] = [
     check: removedAll,
     retry: (w: World) => ['origin', 'add', 'base', w.base],
   })),
-  ...['after-mark', 'after-batch', 'after-detach'].map((step) => ({
+  ...['after-mark', 'after-batch', 'after-detach', 'after-cow-delete'].map((step) => ({
     point: `snapshot-merge:${step}`,
     withSnapshots: true,
     action: () => ['snapshot', 'merge', 's1', '--wait'],

@@ -9,6 +9,7 @@ import { FileDevice } from '../../src/block/file-device.ts';
 import type { OriginRow, SnapshotRow } from '../../src/catalog/catalog.ts';
 import { silentLogger } from '../../src/log.ts';
 import { ExportLifecycle } from '../../src/daemon/lifecycle.ts';
+import { describeSnapshot } from '../../src/daemon/describe.ts';
 
 const MiB = 1024 * 1024;
 let dir: string;
@@ -96,5 +97,28 @@ describe('ExportLifecycle', () => {
     expect(events).toEqual(['disconnect a', 'disconnect sa', 'disconnect b']);
     expect(exports.origins.size).toBe(0);
     expect(exports.list()).toEqual([]);
+  });
+
+  it('lists a snapshot being removed as removing, and one whose merge is done as merging at 100% until it is forgotten', async () => {
+    const exports = withClients([]);
+    const { origin, snap } = await servedPair(exports, 'o', 's');
+    const other = await exports.attachSnapshot(origin, snapRow('m', 'o'), file('m.cow', 2 * MiB), log, { chunkSectors: 8 });
+    exports.serveSnapshot(origin, other);
+    await origin.target!.write(Buffer.alloc(8192, 1), 0); // two chunks copied out to s and m
+    const list = (entry: typeof snap) => describeSnapshot(origin, entry, () => 0);
+    expect(list(other).state).toBe('active');
+
+    const merge = await exports.startMerge(origin, other, log);
+    await merge.finished;
+    expect(merge.state).toBe('done');
+    expect(list(other)).toMatchObject({ state: 'merging', merge: { percent: 100, mergedChunks: 2, totalChunks: 2 } });
+    await exports.detachSnapshot(origin, other); // what finishing a merge does first
+    expect(list(other)).toMatchObject({ state: 'merging', merge: { percent: 100, mergedChunks: 2, totalChunks: 2, totalBytes: 8192 } });
+
+    await exports.detachSnapshot(origin, snap);
+    expect(list(snap)).toMatchObject({ state: 'removing', merge: null });
+    exports.forgetSnapshot(origin, snap);
+    exports.forgetSnapshot(origin, other);
+    await exports.closeAll(log);
   });
 });

@@ -37,7 +37,7 @@ export async function mergeRound(c: Campaign): Promise<void> {
   if (candidates.length === 0) return;
   const stopped = await c.d.stop('SIGTERM');
   if (stopped.code !== 0) c.result.failures.push(`daemon stopped with ${stopped.code ?? stopped.signal} on SIGTERM:\n${c.d.log().slice(-2000)}`);
-  const fault = c.rng.pick(['', '', '', 'snapshot-merge:after-mark', `snapshot-merge:after-batch@${c.rng.int(1, 40)}`, 'snapshot-merge:after-detach']);
+  const fault = c.rng.pick(['', '', '', 'snapshot-merge:after-mark', `snapshot-merge:after-batch@${c.rng.int(1, 40)}`, 'snapshot-merge:after-detach', 'snapshot-merge:after-cow-delete']);
   await restart(c, fault, null);
   const name = await pickSnapshot(c, candidates);
   const merging: Merging = { name, chunkSectors: c.snaps.get(name)!.chunkSectors };

@@ -173,6 +173,11 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
       opts.log?.(`${merging ? 'merge round' : 'kill'} ${c.result.kills}: snapshots ${c.model.names.filter((n) => n !== ORIGIN).join(' ')}; ${JSON.stringify(c.result.counts)}`);
     }
     await c.d.stop();
+  } catch (err) {
+    // A step that throws (an export that cannot even be opened) ends the campaign as a failure,
+    // after what was recorded before it, which usually says why.
+    c.result.failures.push(`campaign stopped: ${(err as Error).stack ?? String(err)}`);
+    if (c.d) c.result.failures.push(`daemon log (end):\n${c.d.log().slice(-4000)}`);
   } finally {
     if (c.d && c.d.proc.exitCode === null && c.d.proc.signalCode === null) c.d.proc.kill('SIGKILL');
     if (c.result.failures.length === 0) await fs.rm(c.dir, { recursive: true, force: true });

@@ -26,7 +26,7 @@ function render(snapshots: SnapshotInfo[]): string {
 
 export function register(snapshot: Command): void {
   clientCommand(snapshot.command('list'), { json: true })
-    .description('list snapshots (CHUNK in sectors, DATA% as lvs Snap%; STATE active, invalid, overflow, failed, merging or merge-failed; MERGE% while merging)')
+    .description('list snapshots (CHUNK in sectors, DATA% as lvs Snap%; STATE active, invalid, overflow, failed, merging, merge-failed or removing; MERGE% while merging)')
     .option('--origin <origin>', 'only the snapshots of this origin')
     .action(async (opts: ClientOptions & { origin?: string }) => {
       output(opts, await request(opts, { op: 'snapshot.list', origin: opts.origin }), render);
