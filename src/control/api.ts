@@ -70,8 +70,12 @@ export interface OriginInfo {
   createdAt: string;
 }
 
-/** active/invalid/overflow follow the store; failed: the COW could not be opened at startup. */
-/** 'removing': detached by a remove that is finishing (its row and COW are going). */
+/**
+ * active/invalid/overflow follow the store; failed: the COW could not be opened at startup;
+ * merging: being merged into its origin, or merged (100%) and being removed; merge-failed: the
+ * merge, or removing the merged snapshot, failed (error says why); removing: detached by a
+ * remove that is finishing (its row and COW are going).
+ */
 export type SnapshotState = 'active' | 'invalid' | 'overflow' | 'failed' | 'merging' | 'merge-failed' | 'removing';
 
 export interface SnapshotInfo {

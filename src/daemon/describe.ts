@@ -70,7 +70,7 @@ function mergeInfo(snap: SnapshotEntry, merge: SnapshotMerge | null): SnapshotIn
 
 function snapshotState(snap: SnapshotEntry, merge: SnapshotMerge | null): SnapshotInfo['state'] {
   const store = snap.target?.store;
-  if (snap.merged) return 'merging'; // its merge is done and it is being removed, as LVM shows it to the end
+  if (snap.merged) return snap.error ? 'merge-failed' : 'merging'; // done and being removed, as LVM shows it to the end
   if (!store) return snap.state === 'removing' ? 'removing' : 'failed';
   if (merge) return merge.state === 'failed' ? 'merge-failed' : 'merging';
   return store.state === 'valid' ? 'active' : store.state;

@@ -1,5 +1,6 @@
 // Startup repair: finish or roll back every step a crash interrupted, before anything is opened.
-// The catalog records each step before the daemon acts on files (daemon/snapshot-ops.ts):
+// The catalog records each step before the daemon acts on files (daemon/snapshot-ops.ts, and
+// daemon/snapshot-merge.ts, which marks a merged snapshot 'removing' before deleting its COW):
 //   snapshot 'creating'  -> roll back: delete the COW file if the daemon created it, drop the row
 //                           (the client never got a success reply; a half-made snapshot is never served)
 //   snapshot 'removing'  -> finish: delete the COW file if the daemon created it, drop the row

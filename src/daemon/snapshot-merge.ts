@@ -8,6 +8,7 @@
 // A failed merge stays in place ("Merge failed" in status, I/O still routed through the COW);
 // restarting the daemon resumes it.
 import fs from 'node:fs';
+import { errorText } from '../common/error-text.ts';
 import { ControlError } from '../control/api.ts';
 import type { SnapshotMerge } from '../targets/merge.ts';
 import type { DaemonContext } from './context.ts';
@@ -56,7 +57,11 @@ export async function mergeSnapshot(ctx: DaemonContext, name: string, force: boo
 export function watchMerge(ctx: DaemonContext, origin: OriginEntry, snap: SnapshotEntry, merge: SnapshotMerge): void {
   void merge.finished.then(() => {
     if (merge.state !== 'done') return; // failed: stays routed and reported; stopped: resumed at the next start
-    return ctx.exclusive(() => finishMerge(ctx, origin, snap)).catch((err: unknown) => snap.log.error({ err }, 'finishing the merge failed'));
+    return ctx.exclusive(() => finishMerge(ctx, origin, snap)).catch((err: unknown) => {
+      // Listed as merge-failed with this reason (merge --wait stops); the next start finishes it.
+      snap.error = `finishing the merge failed: ${errorText(err)}; restarting the daemon finishes it`;
+      snap.log.error({ err }, 'finishing the merge failed');
+    });
   });
 }
 

@@ -114,6 +114,8 @@ describe('ExportLifecycle', () => {
     expect(list(other)).toMatchObject({ state: 'merging', merge: { percent: 100, mergedChunks: 2, totalChunks: 2 } });
     await exports.detachSnapshot(origin, other); // what finishing a merge does first
     expect(list(other)).toMatchObject({ state: 'merging', merge: { percent: 100, mergedChunks: 2, totalChunks: 2, totalBytes: 8192 } });
+    other.error = 'finishing the merge failed: EACCES'; // what watchMerge records when the rest fails
+    expect(list(other)).toMatchObject({ state: 'merge-failed', error: 'finishing the merge failed: EACCES', merge: { percent: 100 } });
 
     await exports.detachSnapshot(origin, snap);
     expect(list(snap)).toMatchObject({ state: 'removing', merge: null });

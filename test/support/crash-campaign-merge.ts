@@ -2,7 +2,7 @@
 // crash-campaign-cycle.ts). A round restarts the daemon (SIGTERM) with small merge batches
 // (NBDSNAP_MERGE_BATCH_BYTES, so that a merge lasts seconds) and, sometimes, a merge fault point
 // armed (the daemon SIGKILLs itself once the merge is marked in the catalog, after the Nth
-// committed batch, or once the merged snapshot is detached). Under the workload, it quiesces the
+// committed batch, once the merged snapshot is detached, or once its COW file is deleted). Under the workload, it quiesces the
 // origin and a P/PO snapshot, reads the snapshot back (checked against the model), and from then
 // on the model's origin is that image: `snapshot merge` makes the origin show it at once, and
 // the workload goes on writing to the origin and the other snapshots during the merge (every
