@@ -20,15 +20,17 @@ export function rawHandle(s: net.Socket | net.Server): RawHandle | undefined {
 /**
  * Stop reading from `socket` at once (no more bytes leave the kernel's buffer for this process)
  * and hand whatever Node has buffered to the socket's 'data' listeners. Returns its handle.
+ * `buffered: false`: the socket buffers nothing (it reads into chosen buffers, nbd/direct-reads.ts,
+ * where socket.read() would start reading again).
  */
-export function stopReading(socket: net.Socket): RawHandle | undefined {
+export function stopReading(socket: net.Socket, buffered = true): RawHandle | undefined {
   const handle = (socket as unknown as WithHandle)._handle;
   if (!handle) return undefined;
   if (handle.reading !== false) {
     handle.reading = false;
     handle.readStop?.();
   }
-  while (socket.read() !== null); // emits 'data' for what was buffered
+  if (buffered) while (socket.read() !== null); // emits 'data' for what was buffered
   return handle;
 }
 

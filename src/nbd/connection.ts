@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import { rawHandle, restartReading, stopReading, type RawHandle } from '../common/accept-gate.ts';
 import { socketPair, type SocketPair } from '../common/socket-pair.ts';
 import { ByteQueue, ConnectionClosedError } from './byte-queue.ts';
+import { enableDirectReads, type DirectReadSink } from './direct-reads.ts';
 import { ProtocolError } from './errno.ts';
 import { negotiate, type HandshakeTls, type Negotiated } from './handshake.ts';
 import type { ExportProvider } from './exports.ts';
@@ -53,6 +54,8 @@ export class NbdConnection {
   private timers: NodeJS.Timeout[] = [];
   /** STARTTLS succeeded: the TLS state lives in this process and cannot be handed over. */
   private tls = false;
+  /** The plaintext socket reads into buffers chosen here (direct-reads.ts). */
+  private direct = false;
   /** A TLS connection handed over: the successor has `far`, this process relays through `near`. */
   private proxy: SocketPair | undefined;
   /** The handed-over TLS connection is being relayed (relayToSuccessor). */
@@ -90,6 +93,13 @@ export class NbdConnection {
   private readonly onData = (chunk: Buffer): void => {
     this.queue.push(chunk);
     this.session?.pump();
+  };
+
+  /** Bytes read in direct mode: payload bytes go to the session, the rest to the queue as 'data' would. */
+  private readonly directSink: DirectReadSink = {
+    payloadTarget: () => this.session?.payloadTarget(),
+    payloadReceived: (n) => this.session?.payloadReceived(n),
+    received: this.onData,
   };
 
   private readonly onEnd = (): void => {
@@ -177,7 +187,7 @@ export class NbdConnection {
     const how = await session.pauseForHandover();
     if (how === 'ending' || this.isClosed) return (await this.closed, null);
     if (this.tls) return this.handOverThroughRelay(session);
-    const handle = stopReading(this.socket);
+    const handle = stopReading(this.socket, !this.direct);
     if (!handle || this.isClosed || this.queue.ended) {
       session.resumeAfterHandover();
       return null;
@@ -304,6 +314,7 @@ export class NbdConnection {
     log.debug({ size: negotiated.size, flags: negotiated.flags, structured: negotiated.structured }, 'transmission');
     const session = new TransmissionSession(this.socket, this.queue, negotiated, this.deps, log);
     this.session = session;
+    if (!this.tls && !this.direct) this.direct = enableDirectReads(this.socket, this.directSink);
     this.markNegotiated();
     session.pump();
     if (this.queue.ended) session.onEnd();

@@ -66,6 +66,30 @@ describe('RequestReader', () => {
     expect(summary(parse([...bigStream].map((b) => Buffer.from([b]))))).toEqual(want);
   });
 
+  it('offers the rest of a large payload as a read target only while none of it is queued', () => {
+    const big = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 7) & 0xff));
+    const bytes = Buffer.concat([request(1, { cookie: 11, offset: 0, payload: big }), request(3, { cookie: 12 })]);
+    const queue = new ByteQueue();
+    const reader = new RequestReader(queue, () => undefined);
+    expect(reader.payloadTarget()).toBeUndefined(); // no header yet
+    queue.push(bytes.subarray(0, 28 + 1000)); // the header and 1,000 payload bytes
+    expect(reader.next()).toBeUndefined();
+    const target = reader.payloadTarget();
+    expect(target?.length).toBe(big.length - 1000);
+    queue.push(Buffer.alloc(1)); // a byte queued: the target would skip it
+    expect(reader.payloadTarget()).toBeUndefined();
+    queue.take(1);
+    // The socket reads 30,000 bytes into the target, then the rest arrives queued with the next request.
+    bytes.copy(target!, 0, 28 + 1000, 28 + 31_000);
+    reader.payloadReceived(30_000);
+    expect(reader.next()).toBeUndefined();
+    expect(reader.payloadTarget()?.length).toBe(big.length - 31_000);
+    queue.push(bytes.subarray(28 + 31_000));
+    expect(summary([reader.next()!, reader.next()!])).toEqual([[11n, 1, 0, big.length, [...big], undefined], [12n, 3, 0, 0, undefined, undefined]]);
+    expect(reader.payloadTarget()).toBeUndefined();
+    expect(() => reader.payloadReceived(1)).toThrow(/without a payload/);
+  });
+
   it('reports a partial request as midRequest', () => {
     const queue = new ByteQueue();
     const reader = new RequestReader(queue, () => undefined);

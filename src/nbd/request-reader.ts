@@ -52,6 +52,23 @@ export class RequestReader {
     return this.pending !== undefined;
   }
 
+  /**
+   * Where the next bytes on the wire belong when they are the rest of a large payload (nothing of it
+   * is queued): read them straight into it, then payloadReceived(). Undefined otherwise.
+   */
+  payloadTarget(): Buffer | undefined {
+    const p = this.pending;
+    if (!p?.target || this.queue.length > 0) return undefined;
+    return p.target.subarray(p.target.length - p.left);
+  }
+
+  /** `n` bytes were read into the buffer payloadTarget() returned. */
+  payloadReceived(n: number): void {
+    const p = this.pending;
+    if (!p?.target || n > p.left) throw new Error(`payloadReceived(${n}) without a payload expecting it`);
+    p.left -= n;
+  }
+
   /** The next complete request, or undefined when more bytes are needed. Throws ProtocolError. */
   next(): ReaderItem | undefined {
     if (!this.pending) {

@@ -98,6 +98,17 @@ export class TransmissionSession implements CommandTarget {
     this.reader = new RequestReader(queue, (req) => validateRequest(req, ctx), buffers);
   }
 
+  /** See RequestReader.payloadTarget (direct-reads.ts). */
+  payloadTarget(): Buffer | undefined {
+    return this.dead ? undefined : this.reader.payloadTarget();
+  }
+
+  /** Bytes of a payload were read into payloadTarget()'s buffer: account them and go on. */
+  payloadReceived(n: number): void {
+    this.reader.payloadReceived(n);
+    this.pump();
+  }
+
   /** Parse and start every complete request the flow limits allow. Call after new bytes or completions. */
   pump(): void {
     if (this.dead || this.finished) return;
