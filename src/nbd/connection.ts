@@ -284,6 +284,7 @@ export class NbdConnection {
   }
 
   private continueWith(state: TransmissionState, rest: Buffer): void {
+    this.session?.retire();
     if (rest.length > 0) this.queue.push(rest);
     const exp = this.deps.exports.get(state.exportName);
     if (!exp) {

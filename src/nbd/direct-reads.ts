@@ -23,7 +23,7 @@ export interface DirectReadSink {
 
 /** A slab slice shorter than this is not offered for a read: a new slab is taken instead. */
 const MIN_SLICE_BYTES = 16 * 1024;
-const SLAB_BYTES = 256 * 1024;
+const SLAB_BYTES = 64 * 1024; // what Node gives every read by default, so memory use is unchanged
 
 interface OnreadFields {
   buffer: symbol;
@@ -57,7 +57,7 @@ export function enableDirectReads(socket: Socket, sink: DirectReadSink): boolean
   const fields = onreadFields(socket);
   const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
   if (!fields || typeof handle?.useUserBuffer !== 'function' || socket.readableLength > 0) return false;
-  const reader = new SlabReader(sink);
+  const reader = new SlabReader(sink, (err) => socket.destroy(err));
   const target = socket as unknown as Record<symbol, unknown>;
   const first = reader.next();
   target[fields.generator] = reader.next;
@@ -70,13 +70,15 @@ export function enableDirectReads(socket: Socket, sink: DirectReadSink): boolean
 /** Hands out read buffers and routes what lands in them. */
 class SlabReader {
   private readonly sink: DirectReadSink;
+  private readonly fail: (err: Error) => void;
   private slab = Buffer.allocUnsafe(0);
   private used = 0;
   /** The buffer handed out for the next read is the payload target. */
   private direct = false;
 
-  constructor(sink: DirectReadSink) {
+  constructor(sink: DirectReadSink, fail: (err: Error) => void) {
     this.sink = sink;
+    this.fail = fail;
   }
 
   readonly next = (): Uint8Array => {
@@ -90,10 +92,22 @@ class SlabReader {
     return this.slab.subarray(this.used);
   };
 
-  readonly onRead = (n: number): void => {
-    if (this.direct) return this.sink.payloadReceived(n);
-    const chunk = this.slab.subarray(this.used, this.used + n);
-    this.used += n;
-    this.sink.received(chunk);
+  /**
+   * A throw here would skip Node's call for the next buffer, and the next read would land on bytes
+   * already handed out: the connection is closed instead.
+   */
+  readonly onRead = (n: number): boolean => {
+    try {
+      if (this.direct) this.sink.payloadReceived(n);
+      else {
+        const chunk = this.slab.subarray(this.used, this.used + n);
+        this.used += n;
+        this.sink.received(chunk);
+      }
+      return true;
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+      return false;
+    }
   };
 }

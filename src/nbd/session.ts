@@ -166,6 +166,17 @@ export class TransmissionSession implements CommandTarget {
     this.pump();
   }
 
+  /**
+   * The connection goes on with a new session (a handover abandoned, connection.ts continueWith):
+   * this one, idle at a request boundary, must not touch the socket again (a budget wake-up would
+   * otherwise pause it for good).
+   */
+  retire(): void {
+    this.dead = true;
+    this.settlePause('ending');
+    this.budget.forget(this.wake);
+  }
+
   /** Close at once, dropping replies (protocol violations, socket errors). */
   kill(): void {
     this.dead = true;
