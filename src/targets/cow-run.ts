@@ -5,9 +5,21 @@
 /** Writes `data` at `cowOffset`; the caller may reuse `data` once it resolves. */
 export type CowWrite = (data: Uint8Array, cowOffset: number) => Promise<void>;
 
-interface Waiter {
+/** The one promise of a run: every piece of it settles with the run's write. */
+interface RunPromise {
+  promise: Promise<void>;
   resolve(): void;
   reject(err: unknown): void;
+}
+
+function runPromise(): RunPromise {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
 }
 
 export class CowRun {
@@ -17,7 +29,7 @@ export class CowRun {
   private cowEnd = -1;
   private bufStart = 0;
   private bufEnd = 0;
-  private waiters: Waiter[] = [];
+  private run: RunPromise | undefined;
 
   /** `buf` is the request's data; pieces are given as ranges of it. */
   constructor(buf: Uint8Array, write: CowWrite) {
@@ -37,19 +49,17 @@ export class CowRun {
     }
     this.cowEnd = cowOffset + length;
     this.bufEnd = bufOffset + length;
-    return new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    this.run ??= runPromise();
+    return this.run.promise;
   }
 
   /** Start the write of the run collected so far (if any). */
   flush(): void {
     if (this.cowStart < 0) return;
-    const waiters = this.waiters;
+    const run = this.run!;
     const written = this.write(this.buf.subarray(this.bufStart, this.bufEnd), this.cowStart);
     this.cowStart = -1;
-    this.waiters = [];
-    written.then(
-      () => waiters.forEach((w) => w.resolve()),
-      (err: unknown) => waiters.forEach((w) => w.reject(err)),
-    );
+    this.run = undefined;
+    written.then(run.resolve, run.reject);
   }
 }

@@ -67,6 +67,32 @@ describe('COW device faults', () => {
     expect(back.equals(fill(0x27))).toBe(true);
   }, BOUND);
 
+  it('a snapshot write over several new chunks whose COW data write fails: EIO, the snapshot invalid, nothing left pending', async () => {
+    const { snaps: [s] } = await faultStack();
+    await s.snap.write(fill(0x31, 512), 8 * CHUNK + 512); // chunk 8 has an exception already
+    s.cow.fail({ op: 'write', errno: 'EIO', match: dataChunkWrite, times: 1 });
+    // Chunks 4-7 are new and written whole (one COW run), 8 is mapped, 9 is new and partial.
+    const big = errorOf(s.snap.write(Buffer.alloc(5 * CHUNK + 512, 0x32), 4 * CHUNK));
+    const joined = errorOf(s.snap.write(fill(0x34, 512), 5 * CHUNK)); // waits for chunk 5's exception
+    expect(await big).toBe('EIO');
+    expect(await joined).toBe('EIO');
+    expect(s.snap.status()).toBe('Invalid');
+    expect(headerValid(s)).toBe(0);
+    expect(await errorOf(s.snap.read(Buffer.alloc(512), 5 * CHUNK))).toBe('EIO');
+    expect(await reopenState(s)).toBe('invalid');
+    await s.snap.close(); // every exception of the failed write settled (close waits for them)
+  }, BOUND);
+
+  it('a snapshot write over several new chunks whose commit fails: EIO and no record of them on disk', async () => {
+    const { snaps: [s] } = await faultStack();
+    s.cow.fail({ op: 'write', errno: 'EIO', match: metadataWrite });
+    expect(await errorOf(s.snap.write(Buffer.alloc(6 * CHUNK, 0x33), 2 * CHUNK))).toBe('EIO');
+    expect(s.snap.status()).toBe('Invalid');
+    expect(s.cowMem.bytes.subarray(CHUNK, 2 * CHUNK).equals(Buffer.alloc(CHUNK))).toBe(true); // no record reached area 0
+    expect(await reopenState(s)).toBe('invalid');
+    await s.snap.close();
+  }, BOUND);
+
   it('ENOSPC from the COW device (a sparse COW on a full file system) invalidates like an I/O error', async () => {
     const { origin, snaps: [s] } = await faultStack();
     s.cow.fail({ op: 'write', errno: 'ENOSPC', match: dataChunkWrite });
