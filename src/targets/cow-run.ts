@@ -5,23 +5,6 @@
 /** Writes `data` at `cowOffset`; the caller may reuse `data` once it resolves. */
 export type CowWrite = (data: Uint8Array, cowOffset: number) => Promise<void>;
 
-/** The one promise of a run: every piece of it settles with the run's write. */
-interface RunPromise {
-  promise: Promise<void>;
-  resolve(): void;
-  reject(err: unknown): void;
-}
-
-function runPromise(): RunPromise {
-  let resolve!: () => void;
-  let reject!: (err: unknown) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
-
 export class CowRun {
   private readonly buf: Uint8Array;
   private readonly write: CowWrite;
@@ -29,7 +12,8 @@ export class CowRun {
   private cowEnd = -1;
   private bufStart = 0;
   private bufEnd = 0;
-  private run: RunPromise | undefined;
+  /** The one promise of the run being collected: every piece of it settles with the run's write. */
+  private run: PromiseWithResolvers<void> | undefined;
 
   /** `buf` is the request's data; pieces are given as ranges of it. */
   constructor(buf: Uint8Array, write: CowWrite) {
@@ -49,7 +33,7 @@ export class CowRun {
     }
     this.cowEnd = cowOffset + length;
     this.bufEnd = bufOffset + length;
-    this.run ??= runPromise();
+    this.run ??= Promise.withResolvers<void>();
     return this.run.promise;
   }
 

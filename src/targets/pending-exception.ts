@@ -24,7 +24,7 @@ class Pending implements PendingException {
   private outcome: 'pending' | 'resolved' | 'rejected' = 'pending';
   private error: Error | undefined;
   private promise: Promise<void> | undefined;
-  private settle: { resolve(): void; reject(err: Error): void } | undefined;
+  private settle: PromiseWithResolvers<void> | undefined;
   private settledPromise: Promise<void> | undefined;
 
   constructor(oldChunk: number, newChunk: number) {
@@ -36,7 +36,10 @@ class Pending implements PendingException {
     if (this.promise) return this.promise;
     if (this.outcome === 'resolved') this.promise = Promise.resolve();
     else if (this.outcome === 'rejected') this.promise = Promise.reject(this.error);
-    else this.promise = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
+    else {
+      this.settle = Promise.withResolvers<void>();
+      this.promise = this.settle.promise;
+    }
     // A rejection nobody waits for (no snapshot writer joined) is expected, not an unhandled error.
     this.promise.catch(() => undefined);
     return this.promise;

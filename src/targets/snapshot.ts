@@ -154,7 +154,7 @@ export class Snapshot implements BlockDevice {
     if (this.table.lookup(chunk) >= 0) return undefined;
     const created = this.allocate(chunk, 'origin');
     if (!created) return this.invalidation; // full: the origin write waits for valid=0 on disk
-    void this.complete(created, () => this.copyShared(created, shared), true);
+    void this.complete([created], () => this.copyShared(created, shared), true);
     return created.settled;
   }
 
@@ -199,7 +199,9 @@ export class Snapshot implements BlockDevice {
       // Every piece's exception completes (or fails) and every piece is awaited, whatever happened.
       fresh.flush();
       mapped.flush();
-      if (whole.exceptions.length > 0) parts.push(this.completeWhole(whole));
+      const { exceptions, written } = whole;
+      // They all settle alike: the first one's outcome is the request's.
+      if (exceptions.length > 0) parts.push(this.complete(exceptions, () => allPieces(written)).then(() => exceptions[0].done));
     }
     await allPieces(parts);
   }
@@ -255,7 +257,7 @@ export class Snapshot implements BlockDevice {
 
   /**
    * A write of all of a chunk without an exception: it is the chunk's data, no copy from the
-   * origin. The exception joins `whole`, completed with the request's others (completeWhole).
+   * origin. The exception joins `whole`, completed with the request's others (complete()).
    * Returns a rejected promise if no exception could be made.
    */
   private writeWholeChunk(run: CowRun, whole: WholeChunks, chunk: number, bufOffset: number): Promise<void> | undefined {
@@ -270,36 +272,6 @@ export class Snapshot implements BlockDevice {
     if (whole.written.at(-1) !== written) whole.written.push(written); // one promise per COW run
     whole.exceptions.push(pe);
     return undefined;
-  }
-
-  /**
-   * complete() for the whole-chunk exceptions of one request, together: a 1 MiB write over 4 KiB
-   * chunks makes 256, and per-exception promises and wake-ups were most of that path's CPU. The
-   * same steps in the same order: data written, then the commits (records in allocation order),
-   * then the table, reads drained, waiters released. Any failure invalidates the snapshot and
-   * fails them all, as it would have one by one.
-   */
-  private async completeWhole({ exceptions, written }: WholeChunks): Promise<void> {
-    try {
-      await allPieces(written);
-      await Promise.all(exceptions.map((pe) => this.store.commit(pe.oldChunk, pe.newChunk)));
-      const reads: Promise<void>[] = [];
-      for (const pe of exceptions) {
-        this.table.insert(pe.oldChunk, pe.newChunk);
-        const drained = this.tracked.drained(pe.oldChunk);
-        if (drained) reads.push(drained);
-      }
-      if (reads.length > 0) await Promise.all(reads);
-      for (const pe of exceptions) pe.resolve();
-    } catch (err) {
-      const chunks = `${exceptions[0].oldChunk}-${exceptions.at(-1)!.oldChunk}`;
-      await this.invalidate(`exceptions for chunks ${chunks} failed: ${(err as Error).message}`);
-      const failure = new BlockError('EIO', 'snapshot invalidated', { cause: err });
-      for (const pe of exceptions) pe.reject(failure);
-      throw failure;
-    } finally {
-      for (const pe of exceptions) this.pending.delete(pe.oldChunk);
-    }
   }
 
   private noRoom(chunk: number): BlockError {
@@ -319,7 +291,7 @@ export class Snapshot implements BlockDevice {
       // write laid over it. Either is written once, and the commit makes the write durable along
       // with the exception (so FUA needs nothing more).
       const whole = within === 0 && data.length === cb;
-      void this.complete(created, () => (whole ? this.store.cow.write(data, created.newChunk * cb) : this.copyFromOrigin(created, data, within)), !whole);
+      void this.complete([created], () => (whole ? this.store.cow.write(data, created.newChunk * cb) : this.copyFromOrigin(created, data, within)), !whole);
       return created.done;
     }
     await pe.done;
@@ -362,25 +334,38 @@ export class Snapshot implements BlockDevice {
     }
   }
 
-  /** Fill, commit, publish, drain tracked reads, release waiters. Never throws. `copy`: the fill copies from the origin. */
-  private async complete(pe: PendingException, fill: () => Promise<void>, copy = false): Promise<void> {
+  /**
+   * Fill, commit, publish, drain tracked reads, release waiters, for exceptions made together: one,
+   * or the whole chunks of one request (a 1 MiB write over 4 KiB chunks makes 256, and
+   * per-exception promises and wake-ups were most of that path's CPU). Never throws: a failure
+   * invalidates the snapshot and rejects every one of them. `copy`: the fill copies from the origin.
+   */
+  private async complete(exceptions: PendingException[], fill: () => Promise<void>, copy = false): Promise<void> {
     const observe = copy ? this.onCopy : undefined;
     const started = observe ? performance.now() : 0;
     try {
       await fill();
-      await this.store.commit(pe.oldChunk, pe.newChunk);
-      this.table.insert(pe.oldChunk, pe.newChunk);
-      const reads = this.tracked.drained(pe.oldChunk);
-      if (reads) await reads;
-      pe.resolve();
+      await Promise.all(exceptions.map((pe) => this.store.commit(pe.oldChunk, pe.newChunk)));
+      const reads: Promise<void>[] = [];
+      for (const pe of exceptions) {
+        this.table.insert(pe.oldChunk, pe.newChunk);
+        const drained = this.tracked.drained(pe.oldChunk);
+        if (drained) reads.push(drained);
+      }
+      if (reads.length > 0) await Promise.all(reads);
+      for (const pe of exceptions) pe.resolve();
       observe?.(this, performance.now() - started);
     } catch (err) {
-      await this.invalidate(`exception for chunk ${pe.oldChunk} failed: ${(err as Error).message}`);
-      pe.reject(new BlockError('EIO', 'snapshot invalidated', { cause: err }));
+      const first = exceptions[0].oldChunk;
+      const last = exceptions[exceptions.length - 1].oldChunk;
+      await this.invalidate(`exception for chunk ${first === last ? first : `${first}-${last}`} failed: ${(err as Error).message}`);
+      const failure = new BlockError('EIO', 'snapshot invalidated', { cause: err });
+      for (const pe of exceptions) pe.reject(failure);
     } finally {
-      this.pending.delete(pe.oldChunk);
+      for (const pe of exceptions) this.pending.delete(pe.oldChunk);
     }
   }
+
 
   /** Copy the origin chunk, read once for all snapshots by `shared`, to the new COW chunk. */
   private copyShared(pe: PendingException, shared: SharedOriginRead): Promise<void> {
